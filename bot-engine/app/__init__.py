@@ -1,0 +1,3 @@
+"""JadeTrade bot engine."""
+
+__version__ = "0.1.0"

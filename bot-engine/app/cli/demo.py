@@ -1,0 +1,110 @@
+"""The local demo account `make run` prepares: a `pro` user, a webhook token and an access
+token, and the banner that shows how to send a first alert.
+
+Webhook tokens are stored hashed, so the demo token is also kept in clear in
+`LOCAL_DIR/demo.json` (mode 0600, local mode only) to be shown again on the next start.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+
+from app.cli.services import db_session
+from app.config import Settings
+from app.core import users, webhook_tokens
+from app.core.local_issuer import LocalIssuer
+from app.core.users import Tier
+from app.models import User
+
+DEMO_EMAIL = "demo@jadetrade.local"
+
+
+@dataclass(frozen=True)
+class DemoAccount:
+    user: User
+    webhook_token: str
+    access_token: str
+
+
+def _demo_file(settings: Settings) -> Path:
+    return settings.LOCAL_DIR / "demo.json"
+
+
+def _remembered_token(settings: Settings) -> str | None:
+    try:
+        token = json.loads(_demo_file(settings).read_text())["webhook_token"]
+    except (OSError, ValueError, KeyError):
+        return None
+    return token if isinstance(token, str) else None
+
+
+def _remember_token(settings: Settings, user_id: str, token: str) -> None:
+    path = _demo_file(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump({"user_id": user_id, "webhook_token": token}, fh)
+
+
+async def ensure_demo_account(settings: Settings) -> DemoAccount:
+    """Create (or find) the demo user and a working webhook token; mint an access token."""
+    async with db_session(settings) as session:
+        user = await users.get_by_email(session, DEMO_EMAIL)
+        if user is None:
+            user = await users.create_user(session, DEMO_EMAIL, Tier.PRO)
+        token = _remembered_token(settings)
+        owner = await webhook_tokens.authenticate(session, token) if token else None
+        if owner is None or owner.id != user.id:
+            issued = await webhook_tokens.issue(session, user.id, name="demo")
+            token = issued.token
+            _remember_token(settings, user.id, token)
+    assert token is not None
+    issuer = LocalIssuer.load_or_create(
+        settings.LOCAL_DIR / "jwt", settings.local_issuer, settings.COGNITO_APP_CLIENT_ID
+    )
+    access = issuer.mint(user.id, ttl_s=settings.DEV_TOKEN_TTL_SECONDS, username=user.email)
+    return DemoAccount(user=user, webhook_token=token, access_token=access)
+
+
+def banner(settings: Settings, demo: DemoAccount) -> str:
+    url = settings.public_url
+    alert = json.dumps(
+        {
+            "token": demo.webhook_token,
+            "action": "long_entry",
+            "symbol": "BTCUSDT",
+            "price": "65000",
+            "stop_loss": "64000",
+            "take_profit": "68000",
+        }
+    )
+    hours = settings.DEV_TOKEN_TTL_SECONDS // 3600
+    curl_alert = (
+        f"curl -sS -X POST {url}/api/webhooks/tradingview "
+        f"-H 'Content-Type: application/json' -d {shlex.quote(alert)}"
+    )
+    curl_me = f"curl -sS {url}/api/me -H 'Authorization: Bearer {demo.access_token}'"
+    return "\n".join(
+        [
+            "",
+            "JadeTrade bot engine — local mode (embedded PostgreSQL and Redis)",
+            f"  API            {url}    (interactive docs: {url}/docs)",
+            f"  Demo user      {demo.user.email} ({demo.user.subscription_tier})",
+            f"  Demo user id   {demo.user.id}",
+            f"  Webhook token  {demo.webhook_token}",
+            f"  Access token   valid {hours} h, for `Authorization: Bearer ...`:",
+            f"                 {demo.access_token}",
+            "",
+            "Send a first TradingView-style alert:",
+            f"  {curl_alert}",
+            "Ask the API who you are:",
+            f"  {curl_me}",
+            "",
+            f"Ctrl-C stops the engine, PostgreSQL and Redis. Data stays in {settings.LOCAL_DIR}.",
+            "",
+        ]
+    )

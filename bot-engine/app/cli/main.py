@@ -1,0 +1,318 @@
+"""`jadetrade`: the engine's command line.
+
+Every command takes `--json` and then prints exactly one JSON object on stdout (logs go to
+stderr for the administrative commands). Exit codes: 0 success, 1 failure of the operation,
+2 unusable configuration or arguments.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import typer
+
+from app.config import ConfigurationError, Settings, load_settings
+from app.core.errors import AppError
+from app.logging.logger import configure_logging
+
+T = TypeVar("T")
+
+cli = typer.Typer(
+    name="jadetrade",
+    help="JadeTrade bot engine: TradingView alerts to risk-checked exchange orders.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+db_cli = typer.Typer(help="Database schema.", no_args_is_help=True)
+users_cli = typer.Typer(help="Engine users.", no_args_is_help=True)
+tokens_cli = typer.Typer(
+    help="Webhook tokens (the secret inside TradingView alerts).", no_args_is_help=True
+)
+auth_cli = typer.Typer(help="Access tokens.", no_args_is_help=True)
+cli.add_typer(db_cli, name="db")
+cli.add_typer(users_cli, name="users")
+cli.add_typer(tokens_cli, name="tokens")
+cli.add_typer(auth_cli, name="auth")
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
+
+
+# ------------------------------------------------------------------------ helpers
+def _fail(message: str, code: int, as_json: bool, error_code: str) -> NoReturn:
+    if as_json:
+        typer.echo(json.dumps({"error": {"code": error_code, "message": message}}))
+    else:
+        typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _settings(as_json: bool, *, log_to_stderr: bool = True) -> Settings:
+    try:
+        settings = load_settings()
+    except ConfigurationError as exc:
+        _fail(str(exc), 2, as_json, "configuration_error")
+    configure_logging(
+        settings.LOG_LEVEL,
+        settings.LOG_FORMAT.value,
+        stream=sys.stderr if log_to_stderr else sys.stdout,
+    )
+    return settings
+
+
+def _emit(as_json: bool, data: dict[str, Any], human: str) -> None:
+    typer.echo(json.dumps(data, default=str) if as_json else human)
+
+
+def _run_admin(as_json: bool, work: Callable[[Settings], Awaitable[T]]) -> T:
+    """Run one administrative operation against the engine's services."""
+    from app.cli.services import prepare_database, service_settings, uses_embedded_stack
+
+    settings = _settings(as_json)
+
+    async def body(resolved: Settings) -> T:
+        if uses_embedded_stack(settings):
+            await prepare_database(resolved)
+        return await work(resolved)
+
+    try:
+        with service_settings(settings) as resolved:
+            return asyncio.run(body(resolved))
+    except ConfigurationError as exc:
+        _fail(str(exc), 2, as_json, "configuration_error")
+    except AppError as exc:
+        _fail(exc.message, 1, as_json, exc.code)
+
+
+def _serve(settings: Settings, *, run_workers: bool) -> None:
+    import uvicorn
+
+    from app.main import create_app
+
+    config = uvicorn.Config(
+        create_app(settings, run_workers=run_workers),
+        host=settings.HOST,
+        port=settings.PORT,
+        log_config=None,
+        access_log=False,
+        loop="uvloop" if sys.platform != "win32" else "asyncio",
+        lifespan="on",
+        timeout_graceful_shutdown=10,
+    )
+    uvicorn.Server(config).run()
+
+
+def _exit_on_sigterm() -> None:
+    """Turn SIGTERM into SystemExit so `finally` blocks (stopping the stack) always run."""
+
+    def handler(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+# ------------------------------------------------------------------------ commands
+@cli.command("run")
+def run_local() -> None:
+    """Local all-in-one: embedded PostgreSQL + Redis, migrations, a demo account, the engine."""
+    from app.cli.demo import banner, ensure_demo_account
+    from app.cli.services import prepare_database, service_settings
+
+    settings = _settings(False, log_to_stderr=False)
+    if not settings.is_local:
+        _fail("`run` is for local development; use `serve` in production", 2, False, "usage")
+    _exit_on_sigterm()
+    try:
+        with service_settings(settings) as resolved:
+
+            async def setup() -> str:
+                await prepare_database(resolved)
+                return banner(resolved, await ensure_demo_account(resolved))
+
+            typer.echo(asyncio.run(setup()))
+            _serve(resolved, run_workers=True)
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+
+
+@cli.command()
+def serve(
+    workers: Annotated[bool, typer.Option(help="Run the workers inside the API process.")] = True,
+) -> None:
+    """The HTTP/WebSocket API (with in-process workers unless --no-workers)."""
+    from app.cli.services import prepare_database, service_settings, uses_embedded_stack
+
+    settings = _settings(False, log_to_stderr=False)
+    _exit_on_sigterm()
+    try:
+        with service_settings(settings) as resolved:
+            if uses_embedded_stack(settings):
+                asyncio.run(prepare_database(resolved))
+            _serve(resolved, run_workers=workers)
+    except ConfigurationError as exc:
+        _fail(str(exc), 2, False, "configuration_error")
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+
+
+@cli.command()
+def worker() -> None:
+    """Background workers only, in a process of their own (scale-out)."""
+    from app.cli.services import service_settings
+    from app.core.redis import create_redis
+    from app.workers.runtime import WorkerRuntime
+
+    settings = _settings(False, log_to_stderr=False)
+
+    async def main(resolved: Settings) -> None:
+        assert resolved.REDIS_URL is not None
+        redis = create_redis(resolved.REDIS_URL.get_secret_value())
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        runtime = WorkerRuntime(redis, role="worker")
+        try:
+            await runtime.start()
+            await stop.wait()
+        finally:
+            await runtime.stop()
+            await redis.aclose()
+
+    try:
+        with service_settings(settings) as resolved:
+            asyncio.run(main(resolved))
+    except ConfigurationError as exc:
+        _fail(str(exc), 2, False, "configuration_error")
+
+
+@db_cli.command("upgrade")
+def db_upgrade(as_json: JsonOpt = False) -> None:
+    """Create the database if missing and migrate it to the newest schema."""
+    from app.cli.services import prepare_database
+    from app.core.migrations import current_revision
+
+    async def work(settings: Settings) -> str | None:
+        await prepare_database(settings)
+        assert settings.DATABASE_URL is not None
+        return await current_revision(settings.DATABASE_URL.get_secret_value())
+
+    revision = _run_admin(as_json, work)
+    _emit(as_json, {"revision": revision}, f"database at revision {revision}")
+
+
+@users_cli.command("create")
+def users_create(
+    email: Annotated[str, typer.Option("--email", help="The user's email address.")],
+    tier: Annotated[str, typer.Option("--tier", help="free, pro or enterprise.")] = "free",
+    as_json: JsonOpt = False,
+) -> None:
+    """Create a user (with default risk settings)."""
+    from app.cli.services import db_session
+    from app.core.users import Tier, create_user
+
+    try:
+        chosen = Tier(tier.lower())
+    except ValueError:
+        _fail("--tier must be one of free, pro, enterprise", 2, as_json, "validation_error")
+
+    async def work(settings: Settings) -> dict[str, str]:
+        async with db_session(settings) as session:
+            user = await create_user(session, email, chosen)
+            return {"id": user.id, "email": user.email, "tier": user.subscription_tier}
+
+    created = _run_admin(as_json, work)
+    _emit(as_json, created, f"created user {created['id']} ({created['email']}, {chosen})")
+
+
+@tokens_cli.command("issue")
+def tokens_issue(
+    user_id: Annotated[str, typer.Argument(help="Id of the user the token belongs to.")],
+    name: Annotated[str, typer.Option(help="A label to tell tokens apart.")] = "default",
+    as_json: JsonOpt = False,
+) -> None:
+    """Issue a webhook token. It is shown once; only its hash is stored."""
+    from app.cli.services import db_session
+    from app.core import webhook_tokens
+
+    async def work(settings: Settings) -> dict[str, str]:
+        async with db_session(settings) as session:
+            issued = await webhook_tokens.issue(session, user_id, name)
+            return {"id": str(issued.record.id), "token": issued.token}
+
+    issued = _run_admin(as_json, work)
+    _emit(
+        as_json,
+        issued,
+        f"token {issued['id']}:\n  {issued['token']}\n(shown once; put it in the alert's 'token')",
+    )
+
+
+@tokens_cli.command("revoke")
+def tokens_revoke(
+    token_id: Annotated[str, typer.Argument(help="Id of the token to revoke.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Revoke a webhook token; alerts carrying it are refused from now on."""
+    from app.cli.services import db_session
+    from app.core import webhook_tokens
+
+    try:
+        parsed = uuid.UUID(token_id)
+    except ValueError:
+        _fail("TOKEN_ID must be a UUID", 2, as_json, "validation_error")
+
+    async def work(settings: Settings) -> dict[str, str]:
+        async with db_session(settings) as session:
+            record = await webhook_tokens.revoke(session, parsed)
+            return {"id": str(record.id), "revoked_at": str(record.revoked_at)}
+
+    revoked = _run_admin(as_json, work)
+    _emit(as_json, revoked, f"token {revoked['id']} revoked at {revoked['revoked_at']}")
+
+
+@auth_cli.command("dev-token")
+def auth_dev_token(
+    user_id: Annotated[str, typer.Argument(help="Id of the user to mint a token for.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Mint an access token from the local issuer (development only)."""
+    from app.cli.services import db_session
+    from app.core.errors import NotFound
+    from app.core.local_issuer import LocalIssuer, ensure_dev_tokens_allowed
+    from app.models import User
+
+    settings = _settings(as_json)
+    try:
+        ensure_dev_tokens_allowed(settings)
+    except AppError as exc:
+        _fail(exc.message, 2, as_json, exc.code)
+
+    async def work(resolved: Settings) -> dict[str, str]:
+        async with db_session(resolved) as session:
+            user = await session.get(User, user_id)
+            if user is None:
+                raise NotFound(f"user {user_id} does not exist", code="user_not_found")
+        issuer = LocalIssuer.load_or_create(
+            resolved.LOCAL_DIR / "jwt", resolved.local_issuer, resolved.COGNITO_APP_CLIENT_ID
+        )
+        token = issuer.mint(user.id, ttl_s=resolved.DEV_TOKEN_TTL_SECONDS, username=user.email)
+        return {
+            "access_token": token,
+            "token_type": "Bearer",
+            "expires_in": str(resolved.DEV_TOKEN_TTL_SECONDS),
+        }
+
+    minted = _run_admin(as_json, work)
+    _emit(as_json, minted, minted["access_token"])
+
+
+def main() -> None:
+    """Console script entry point (`jadetrade`)."""
+    cli()

@@ -1,0 +1,229 @@
+"""Engine settings, read from the environment (and an optional `.env` file).
+
+Every setting has a development default so the engine runs locally with no configuration.
+`Settings.problems()` lists what is unfit for production; `load_settings()` refuses to hand
+out production settings that have any. Nothing here runs at import time.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Published development-only values. Production refuses every one of them.
+DEV_ENCRYPTION_KEY = "00" * 31 + "de"
+DEV_COGNITO_USER_POOL_ID = "us-east-1_localdev"
+DEV_COGNITO_APP_CLIENT_ID = "jadetrade-local-client"
+LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "0.0.0.0", ""})  # noqa: S104
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    TEST = "test"
+    STAGING = "staging"
+    PRODUCTION = "production"
+
+
+class AuthMode(StrEnum):
+    """Where access tokens come from: AWS Cognito, or the engine's own local issuer."""
+
+    COGNITO = "cognito"
+    LOCAL = "local"
+
+
+class LogFormat(StrEnum):
+    JSON = "json"
+    CONSOLE = "console"
+
+
+def _default_local_dir() -> Path:
+    """`.local/` at the repository root when running from a checkout, else in the cwd."""
+    package_dir = Path(__file__).resolve().parent
+    repo = package_dir.parent.parent
+    if (repo / "bot-engine").is_dir() and (repo / "Makefile").is_file():
+        return repo / ".local"
+    return Path.cwd() / ".local"
+
+
+class ConfigurationError(Exception):
+    """Settings that must not be used; `problems` names each bad setting."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"refusing to start with this configuration:\n{lines}")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        case_sensitive=True,
+        extra="ignore",
+    )
+
+    # Environment
+    ENVIRONMENT: Environment = Environment.DEVELOPMENT
+    DEBUG: bool = False
+
+    # Server
+    HOST: str = "127.0.0.1"
+    PORT: int = Field(default=8000, ge=1, le=65535)
+    PUBLIC_URL: str | None = None  # how TradingView and browsers reach us; defaults to HOST:PORT
+    CORS_ORIGINS: list[str] = Field(default_factory=list)
+
+    # Database. None in development means "use the embedded PostgreSQL under LOCAL_DIR".
+    DATABASE_URL: SecretStr | None = None
+    DATABASE_POOL_SIZE: int = Field(default=20, ge=1)
+    DATABASE_MAX_OVERFLOW: int = Field(default=10, ge=0)
+
+    # Redis. None in development means "use the embedded Redis under LOCAL_DIR".
+    REDIS_URL: SecretStr | None = None
+
+    # Authentication
+    AUTH_MODE: AuthMode | None = None  # default: local in development/test, cognito otherwise
+    COGNITO_REGION: str = "us-east-1"
+    COGNITO_USER_POOL_ID: str = DEV_COGNITO_USER_POOL_ID
+    COGNITO_APP_CLIENT_ID: str = DEV_COGNITO_APP_CLIENT_ID
+    COGNITO_ISSUER: str | None = None  # override of the issuer URL derived from region and pool
+    JWKS_CACHE_SECONDS: int = Field(default=3600, ge=0)
+    JWKS_MIN_REFRESH_SECONDS: int = Field(default=30, ge=0)  # throttle refreshes on unknown kid
+    JWT_LEEWAY_SECONDS: int = Field(default=30, ge=0)
+    DEV_TOKEN_TTL_SECONDS: int = Field(default=12 * 3600, ge=60)
+
+    # Encryption of exchange credentials (AES-256-GCM): 64 hex characters.
+    ENCRYPTION_KEY: SecretStr = SecretStr(DEV_ENCRYPTION_KEY)
+
+    # AI
+    ANTHROPIC_API_KEY: SecretStr | None = None
+    OPENAI_API_KEY: SecretStr | None = None
+    AI_MODEL: str = "claude-sonnet-4-5"
+    AI_MAX_TOKENS: int = Field(default=4096, ge=1)
+
+    # Logging
+    LOKI_URL: str | None = None
+    LOG_LEVEL: str = "INFO"
+    LOG_FORMAT: LogFormat = LogFormat.JSON
+
+    # Rate limiting (per minute)
+    WEBHOOK_RATE_LIMIT: int = Field(default=30, ge=1)
+    API_RATE_LIMIT: int = Field(default=100, ge=1)
+
+    # Trading
+    DEFAULT_EXCHANGE: str = "paper"
+    MAX_EXECUTION_TIME_MS: int = Field(default=5000, ge=1)
+    DEFAULT_SLIPPAGE_PERCENT: Decimal = Field(default=Decimal("0.1"), ge=0, le=100)
+    WORKER_CONCURRENCY: int = Field(default=4, ge=1)
+
+    # Embedded local stack (development and tests only)
+    LOCAL_DIR: Path = Field(default_factory=_default_local_dir)
+    LOCAL_PG_PORT: int = Field(default=55432, ge=1, le=65535)
+    LOCAL_REDIS_PORT: int = Field(default=56379, ge=1, le=65535)
+
+    @field_validator("LOG_LEVEL")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        upper = value.upper()
+        if upper not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        return upper
+
+    # ----------------------------------------------------------------- derived values
+    @property
+    def is_production(self) -> bool:
+        return self.ENVIRONMENT == Environment.PRODUCTION
+
+    @property
+    def is_local(self) -> bool:
+        """Development and test: the embedded stack and the local token issuer are allowed."""
+        return self.ENVIRONMENT in (Environment.DEVELOPMENT, Environment.TEST)
+
+    @property
+    def auth_mode(self) -> AuthMode:
+        if self.AUTH_MODE is not None:
+            return self.AUTH_MODE
+        return AuthMode.LOCAL if self.is_local else AuthMode.COGNITO
+
+    @property
+    def cognito_issuer(self) -> str:
+        if self.COGNITO_ISSUER:
+            return self.COGNITO_ISSUER.rstrip("/")
+        return (
+            f"https://cognito-idp.{self.COGNITO_REGION}.amazonaws.com/{self.COGNITO_USER_POOL_ID}"
+        )
+
+    @property
+    def public_url(self) -> str:
+        if self.PUBLIC_URL:
+            return self.PUBLIC_URL.rstrip("/")
+        host = "127.0.0.1" if self.HOST in ("0.0.0.0", "::") else self.HOST  # noqa: S104
+        return f"http://{host}:{self.PORT}"
+
+    @property
+    def local_issuer(self) -> str:
+        """Issuer (`iss`) of tokens minted by the local development issuer."""
+        return f"{self.public_url}/local-issuer"
+
+    @property
+    def encryption_key_bytes(self) -> bytes:
+        return bytes.fromhex(self.ENCRYPTION_KEY.get_secret_value())
+
+    # ----------------------------------------------------------------- validation
+    def problems(self) -> list[str]:
+        """Everything that makes these settings unfit to run with; empty when fit."""
+        found: list[str] = []
+        key = self.ENCRYPTION_KEY.get_secret_value()
+        if not re.fullmatch(r"[0-9a-fA-F]{64}", key):
+            found.append("ENCRYPTION_KEY must be 64 hexadecimal characters (32 bytes)")
+        if not self.is_production:
+            return found
+
+        if key.lower() == DEV_ENCRYPTION_KEY:
+            found.append("ENCRYPTION_KEY is the published development key; generate a new one")
+        if self.auth_mode != AuthMode.COGNITO:
+            found.append("AUTH_MODE must be 'cognito' in production (the local issuer is dev-only)")
+        if self.COGNITO_USER_POOL_ID in ("", DEV_COGNITO_USER_POOL_ID):
+            found.append("COGNITO_USER_POOL_ID is missing or the development default")
+        if self.COGNITO_APP_CLIENT_ID in ("", DEV_COGNITO_APP_CLIENT_ID):
+            found.append("COGNITO_APP_CLIENT_ID is missing or the development default")
+        if self.COGNITO_ISSUER and not self.COGNITO_ISSUER.startswith("https://"):
+            found.append("COGNITO_ISSUER must be an https:// URL")
+        for name, url in (("DATABASE_URL", self.DATABASE_URL), ("REDIS_URL", self.REDIS_URL)):
+            found.extend(_url_problems(name, url))
+        if "*" in self.CORS_ORIGINS:
+            found.append("CORS_ORIGINS must list origins explicitly, not '*'")
+        return found
+
+
+def _url_problems(name: str, url: SecretStr | None) -> list[str]:
+    if url is None or not url.get_secret_value().strip():
+        return [f"{name} is missing"]
+    parts = urlsplit(url.get_secret_value())
+    found = []
+    if (parts.hostname or "") in LOCAL_HOSTS:
+        found.append(f"{name} points at a local development host")
+    if parts.password in (None, "", "postgres", "jadetrade", "password", "changeme"):
+        found.append(f"{name} has no password or a development default password")
+    return found
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings from the environment; raise ConfigurationError if they are unfit."""
+    settings = Settings(**overrides)  # type: ignore[arg-type]
+    problems = settings.problems()
+    if problems:
+        raise ConfigurationError(problems)
+    return settings
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Process-wide settings for entry points (CLI, ASGI factory); never called at import."""
+    return load_settings()

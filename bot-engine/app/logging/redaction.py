@@ -1,0 +1,85 @@
+"""Redaction of secrets from log events — by a processor, not by discipline.
+
+Two layers: values under sensitive keys are replaced whole, and every string anywhere in the
+event (including rendered exceptions) is scrubbed of things that look like credentials:
+bearer tokens, JWTs, webhook tokens, `token=` query parameters and passwords in URLs.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from structlog.typing import EventDict, WrappedLogger
+
+REDACTED = "[REDACTED]"
+
+# Key fragments that mark a value as secret (matched case-insensitively against the key).
+_SENSITIVE_KEY = re.compile(
+    r"token|secret|passw|passphrase|authori[sz]ation|api[_-]?key|apikey|cookie|credential"
+    r"|private[_-]?key|encryption[_-]?key|signature|session[_-]?id",
+    re.IGNORECASE,
+)
+# Keys that match the pattern above but hold no secret.
+_SAFE_KEYS = frozenset(
+    {
+        "token_prefix",
+        "token_id",
+        "token_use",
+        "input_tokens",
+        "output_tokens",
+        "max_tokens",
+        "tokens_used",
+        "api_key_id",
+    }
+)
+
+_VALUE_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+"), r"\1 " + REDACTED),
+    (re.compile(r"\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*"), REDACTED),
+    (re.compile(r"\bjt_wh_[A-Za-z0-9_-]{12,}"), "jt_wh_" + REDACTED),
+    (
+        re.compile(r"(?i)([?&](?:token|access_token|api_key|apikey|secret|signature)=)[^&\s\"']+"),
+        r"\1" + REDACTED,
+    ),
+    (re.compile(r"(://[^/:@\s]+:)[^@/\s]+@"), r"\1" + REDACTED + "@"),
+    (re.compile(r"(?i)\b(sk-ant-|sk-)[A-Za-z0-9_-]{8,}"), r"\1" + REDACTED),
+)
+
+
+def is_sensitive_key(key: str) -> bool:
+    return key not in _SAFE_KEYS and bool(_SENSITIVE_KEY.search(key))
+
+
+def scrub_text(text: str) -> str:
+    for pattern, replacement in _VALUE_PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def redact_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return scrub_text(value)
+    if isinstance(value, Mapping):
+        return {
+            k: (REDACTED if isinstance(k, str) and is_sensitive_key(k) else redact_value(v))
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [redact_value(v) for v in value]
+    if isinstance(value, bytes):
+        return scrub_text(value.decode("utf-8", "replace"))
+    return value
+
+
+def redact_event(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
+    """structlog processor: redact every field of the event."""
+    for key, value in list(event_dict.items()):
+        if key.startswith("_"):
+            continue
+        if is_sensitive_key(key) and value is not None:
+            event_dict[key] = REDACTED
+        else:
+            event_dict[key] = redact_value(value)
+    return event_dict

@@ -1,0 +1,105 @@
+"""The FastAPI application: `create_app(settings)` builds it; its lifespan opens and closes
+every resource (database engine, Redis, HTTP client, token verifier, in-process workers).
+
+For an ASGI server without the CLI: `uvicorn --factory app.main:create_app`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from app import __version__
+from app.api import account, health, webhooks, wellknown
+from app.config import AuthMode, Settings, get_settings
+from app.core.auth import build_verifier
+from app.core.database import create_engine, create_sessionmaker
+from app.core.errors import install_error_handlers
+from app.core.local_issuer import LocalIssuer
+from app.core.redis import create_redis
+from app.logging.logger import get_logger
+from app.logging.middleware import RequestContextMiddleware
+from app.workers.runtime import WorkerRuntime
+
+log = get_logger("main")
+
+
+class MissingServiceURL(RuntimeError):
+    pass
+
+
+def _lifespan(settings: Settings, run_workers: bool):  # type: ignore[no-untyped-def]
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.DATABASE_URL is None or settings.REDIS_URL is None:
+            raise MissingServiceURL(
+                "DATABASE_URL and REDIS_URL must be set (`jadetrade run` starts a local stack)"
+            )
+        engine = create_engine(
+            settings.DATABASE_URL.get_secret_value(),
+            pool_size=settings.DATABASE_POOL_SIZE,
+            max_overflow=settings.DATABASE_MAX_OVERFLOW,
+        )
+        redis = create_redis(settings.REDIS_URL.get_secret_value())
+        http_client = httpx.AsyncClient(timeout=httpx.Timeout(5.0))
+        local_issuer = None
+        if settings.auth_mode == AuthMode.LOCAL:
+            local_issuer = LocalIssuer.load_or_create(
+                settings.LOCAL_DIR / "jwt", settings.local_issuer, settings.COGNITO_APP_CLIENT_ID
+            )
+        app.state.settings = settings
+        app.state.engine = engine
+        app.state.sessionmaker = create_sessionmaker(engine)
+        app.state.redis = redis
+        app.state.http = http_client
+        app.state.local_issuer = local_issuer
+        app.state.verifier = build_verifier(
+            settings, http_client=http_client, local_issuer=local_issuer
+        )
+        runtime = WorkerRuntime(redis, role="api") if run_workers else None
+        try:
+            if runtime is not None:
+                await runtime.start()
+            log.info(
+                "engine_started",
+                env=settings.ENVIRONMENT.value,
+                auth_mode=settings.auth_mode.value,
+                workers=run_workers,
+            )
+            yield
+        finally:
+            if runtime is not None:
+                await runtime.stop()
+            await http_client.aclose()
+            await redis.aclose()
+            await engine.dispose()
+            log.info("engine_stopped")
+
+    return lifespan
+
+
+def create_app(settings: Settings | None = None, *, run_workers: bool = False) -> FastAPI:
+    settings = settings or get_settings()
+    app = FastAPI(
+        title="JadeTrade Bot Engine",
+        summary="TradingView alerts to risk-checked exchange orders",
+        version=__version__,
+        lifespan=_lifespan(settings, run_workers),
+    )
+    install_error_handlers(app)
+    if settings.CORS_ORIGINS:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.CORS_ORIGINS,
+            allow_credentials=True,
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+        )
+    app.add_middleware(RequestContextMiddleware)
+    for module in (health, wellknown, account, webhooks):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,41 @@
+"""Exchange API credentials, stored encrypted (AES-256-GCM) and never returned in clear."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import CheckConstraint, ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.models.base import Base, bool_column, created_at_column, updated_at_column, uuid_pk
+
+
+class ExchangeApiKey(Base):
+    __tablename__ = "exchange_api_keys"
+    __table_args__ = (
+        # Leads with user_id, so it also serves "the keys of this user".
+        UniqueConstraint("user_id", "exchange", "label"),
+        # Keys allowed to withdraw are refused when they are added; the database agrees.
+        CheckConstraint("NOT can_withdraw", name="no_withdraw"),
+    )
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    user_id: Mapped[str] = mapped_column(
+        String(255), ForeignKey("users.id", ondelete="CASCADE"), nullable=False
+    )
+    exchange: Mapped[str] = mapped_column(String(50), nullable=False)
+    label: Mapped[str | None] = mapped_column(String(100))
+    api_key_encrypted: Mapped[str] = mapped_column(Text, nullable=False)
+    api_secret_encrypted: Mapped[str] = mapped_column(Text, nullable=False)
+    passphrase_encrypted: Mapped[str | None] = mapped_column(Text)
+    # Permissions reported by the exchange when the key was last validated.
+    is_read_only: Mapped[bool] = bool_column(True)
+    can_trade: Mapped[bool] = bool_column(False)
+    can_withdraw: Mapped[bool] = bool_column(False)
+    is_active: Mapped[bool] = bool_column(True)
+    is_valid: Mapped[bool] = bool_column(True)
+    last_used_at: Mapped[datetime | None]
+    last_validated_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = created_at_column()
+    updated_at: Mapped[datetime] = updated_at_column()

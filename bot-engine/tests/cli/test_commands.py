@@ -1,0 +1,109 @@
+"""The `jadetrade` administrative commands, run as a user runs them (real subprocesses)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from app.config import Settings
+from tests.conftest import CapturedLogs, SecretsSeen
+
+JADETRADE = str(Path(sys.executable).parent / "jadetrade")
+
+
+@pytest.fixture
+def cli(
+    settings: Settings, clean_state: None, captured_logs: CapturedLogs, secrets_seen: SecretsSeen
+) -> Any:
+    assert settings.DATABASE_URL is not None and settings.REDIS_URL is not None
+    env = {
+        **os.environ,
+        "ENVIRONMENT": "test",
+        "DATABASE_URL": settings.DATABASE_URL.get_secret_value(),
+        "REDIS_URL": settings.REDIS_URL.get_secret_value(),
+        "LOCAL_DIR": str(settings.LOCAL_DIR),
+        "PUBLIC_URL": settings.public_url,
+        "ENCRYPTION_KEY": settings.ENCRYPTION_KEY.get_secret_value(),
+    }
+
+    def run(*args: str, expect: int = 0, **extra_env: str) -> dict[str, Any]:
+        result = subprocess.run(
+            [JADETRADE, *args, "--json"],
+            env={**env, **extra_env},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        captured_logs.add(result.stderr)
+        assert result.returncode == expect, (result.stdout, result.stderr[-2000:])
+        lines = [line for line in result.stdout.splitlines() if line.strip()]
+        assert len(lines) == 1, f"expected one JSON object on stdout, got: {result.stdout!r}"
+        parsed: dict[str, Any] = json.loads(lines[0])
+        for key in ("token", "access_token"):
+            if key in parsed:
+                secrets_seen.add(parsed[key])
+        return parsed
+
+    return run
+
+
+def test_db_upgrade_reports_the_revision(cli: Any) -> None:
+    assert cli("db", "upgrade")["revision"]
+
+
+async def test_user_token_and_dev_token_round_trip(cli: Any, client: httpx.AsyncClient) -> None:
+    created = cli("users", "create", "--email", "Trader@Example.com", "--tier", "pro")
+    user_id = created["id"]
+    assert created["email"] == "trader@example.com"
+
+    issued = cli("tokens", "issue", user_id, "--name", "eth-strategy")
+    assert issued["token"].startswith("jt_wh_")
+
+    access = cli("auth", "dev-token", user_id)["access_token"]
+    me = await client.get("/api/me", headers={"Authorization": f"Bearer {access}"})
+    assert me.status_code == 200
+    assert me.json()["id"] == user_id
+
+    alert = {"token": issued["token"], "action": "long_entry", "symbol": "ETHUSDT"}
+    assert (await client.post("/api/webhooks/tradingview", json=alert)).status_code == 501
+
+    revoked = cli("tokens", "revoke", issued["id"])
+    assert revoked["id"] == issued["id"]
+    assert (await client.post("/api/webhooks/tradingview", json=alert)).status_code == 401
+
+
+def test_errors_are_json_with_nonzero_exit(cli: Any) -> None:
+    cli("users", "create", "--email", "dup@example.com")
+    duplicate = cli("users", "create", "--email", "dup@example.com", expect=1)
+    assert duplicate["error"]["code"] == "email_taken"
+    bad_tier = cli("users", "create", "--email", "x@example.com", "--tier", "gold", expect=2)
+    assert bad_tier["error"]["code"] == "validation_error"
+    missing = cli("tokens", "issue", "no-such-user", expect=1)
+    assert missing["error"]["code"] == "user_not_found"
+    unknown = cli("tokens", "revoke", "00000000-0000-0000-0000-000000000000", expect=1)
+    assert unknown["error"]["code"] == "token_not_found"
+
+
+def test_dev_token_is_refused_in_production(cli: Any) -> None:
+    refused = cli(
+        "auth",
+        "dev-token",
+        "anyone",
+        expect=2,
+        ENVIRONMENT="production",
+        AUTH_MODE="cognito",
+        ENCRYPTION_KEY="ab" * 32,
+        COGNITO_USER_POOL_ID="eu-west-1_Real",
+        COGNITO_APP_CLIENT_ID="real-client",
+        DATABASE_URL="postgresql://engine:pw-real@db.internal/jt",
+        REDIS_URL="redis://:pw-real@cache.internal/0",
+    )
+    assert refused["error"]["code"] == "dev_tokens_disabled"
