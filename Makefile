@@ -32,7 +32,7 @@ test: install
 	cd $(ENGINE) && .venv/bin/python -m pytest $(PYTEST_ARGS)
 
 lint: install
-	cd $(ENGINE) && .venv/bin/ruff format --check . && .venv/bin/ruff check . && .venv/bin/mypy app
+	cd $(ENGINE) && .venv/bin/ruff format --check . && .venv/bin/ruff check . && .venv/bin/mypy app tests migrations
 
 fmt: install
 	cd $(ENGINE) && .venv/bin/ruff format . && .venv/bin/ruff check --fix .

@@ -71,7 +71,7 @@ def servers() -> Iterator[TestServers]:
 # created: webhook tokens, access tokens, keys. A leak fails the run.
 
 
-class CapturedLogs(io.TextIOBase):
+class CapturedLogs(io.StringIO):
     def __init__(self) -> None:
         self.lines: list[str] = []
 
@@ -191,7 +191,7 @@ def make_settings(database_url: str, redis_url: str, local_dir: Path, **override
         "PUBLIC_URL": "http://testserver",
     }
     values.update(overrides)
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    return Settings(_env_file=None, **values)
 
 
 @pytest.fixture(scope="session")

@@ -30,7 +30,7 @@ GOOD_PRODUCTION = {
 
 
 def test_development_defaults_need_no_configuration() -> None:
-    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    settings = Settings(_env_file=None)
     assert settings.problems() == []
     assert settings.is_local
     assert settings.auth_mode.value == "local"

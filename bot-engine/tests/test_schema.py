@@ -285,6 +285,7 @@ async def test_updated_at_is_set_by_the_trigger_on_update(migrated_db: str) -> N
         )
 
         row = await conn.fetchrow("SELECT created_at, updated_at FROM users WHERE id = $1", user_id)
+        assert row is not None
         assert row["created_at"] == long_ago
         assert row["updated_at"] == now
     finally:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import httpx
 import pytest
@@ -20,7 +20,7 @@ SUB = "cognito-sub-0001"
 
 
 @pytest.fixture(scope="module")
-def cognito() -> AsyncIterator[CognitoJwksServer]:
+def cognito() -> Iterator[CognitoJwksServer]:
     with CognitoJwksServer() as server:
         yield server
 

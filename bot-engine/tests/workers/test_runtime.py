@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -20,15 +20,15 @@ from tests.conftest import CapturedLogs
 
 
 @pytest.fixture
-async def redis(settings: Settings, clean_state: None) -> Redis:
+async def redis(settings: Settings, clean_state: None) -> AsyncIterator[Redis]:
     assert settings.REDIS_URL is not None
     client = create_redis(settings.REDIS_URL.get_secret_value())
     yield client
     await client.aclose()
 
 
-async def _until(condition, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
+async def _until(condition: Callable[[], Awaitable[bool]], within_s: float = 10.0) -> None:
+    deadline = time.monotonic() + within_s
     while not await condition():
         assert time.monotonic() < deadline, "condition not met in time"
         await asyncio.sleep(0.02)
@@ -83,22 +83,23 @@ async def test_worker_process_runs_and_stops_on_sigterm(
         "REDIS_URL": settings.REDIS_URL.get_secret_value(),
         "LOCAL_DIR": str(settings.LOCAL_DIR),
     }
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "jadetrade"), "worker"],
+    proc = await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).parent / "jadetrade"),
+        "worker",
         env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
     )
     try:
 
         async def announced() -> bool:
             return any(w["pid"] == proc.pid for w in await live_workers(redis))
 
-        await _until(announced, timeout=60)
+        await _until(announced, within_s=60)
     finally:
         proc.send_signal(signal.SIGTERM)
-        output, _ = proc.communicate(timeout=30)
+        raw, _ = await asyncio.wait_for(proc.communicate(), 30)
+        output = raw.decode()
         captured_logs.add(output)
     assert proc.returncode == 0, output
     assert not any(w["pid"] == proc.pid for w in await live_workers(redis))
