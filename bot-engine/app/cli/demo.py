@@ -70,7 +70,8 @@ async def ensure_demo_account(settings: Settings) -> DemoAccount:
     return DemoAccount(user=user, webhook_token=token, access_token=access)
 
 
-def banner(settings: Settings, demo: DemoAccount) -> str:
+def summary(settings: Settings, demo: DemoAccount) -> dict[str, str]:
+    """What a new user needs to send a first alert, as data (`jadetrade run --json`)."""
     url = settings.public_url
     alert = json.dumps(
         {
@@ -82,27 +83,39 @@ def banner(settings: Settings, demo: DemoAccount) -> str:
             "take_profit": "68000",
         }
     )
+    return {
+        "url": url,
+        "user_id": demo.user.id,
+        "email": demo.user.email,
+        "tier": demo.user.subscription_tier,
+        "webhook_token": demo.webhook_token,
+        "access_token": demo.access_token,
+        "alert_curl": (
+            f"curl -sS -X POST {url}/api/webhooks/tradingview "
+            f"-H 'Content-Type: application/json' -d {shlex.quote(alert)}"
+        ),
+        "me_curl": f"curl -sS {url}/api/me -H 'Authorization: Bearer {demo.access_token}'",
+    }
+
+
+def banner(settings: Settings, info: dict[str, str]) -> str:
     hours = settings.DEV_TOKEN_TTL_SECONDS // 3600
-    curl_alert = (
-        f"curl -sS -X POST {url}/api/webhooks/tradingview "
-        f"-H 'Content-Type: application/json' -d {shlex.quote(alert)}"
-    )
-    curl_me = f"curl -sS {url}/api/me -H 'Authorization: Bearer {demo.access_token}'"
+    url = info["url"]
     return "\n".join(
         [
             "",
             "JadeTrade bot engine — local mode (embedded PostgreSQL and Redis)",
             f"  API            {url}    (interactive docs: {url}/docs)",
-            f"  Demo user      {demo.user.email} ({demo.user.subscription_tier})",
-            f"  Demo user id   {demo.user.id}",
-            f"  Webhook token  {demo.webhook_token}",
+            f"  Demo user      {info['email']} ({info['tier']})",
+            f"  Demo user id   {info['user_id']}",
+            f"  Webhook token  {info['webhook_token']}",
             f"  Access token   valid {hours} h, for `Authorization: Bearer ...`:",
-            f"                 {demo.access_token}",
+            f"                 {info['access_token']}",
             "",
             "Send a first TradingView-style alert:",
-            f"  {curl_alert}",
+            f"  {info['alert_curl']}",
             "Ask the API who you are:",
-            f"  {curl_me}",
+            f"  {info['me_curl']}",
             "",
             f"Ctrl-C stops the engine, PostgreSQL and Redis. Data stays in {settings.LOCAL_DIR}.",
             "",

@@ -54,13 +54,17 @@ def _fail(message: str, code: int, as_json: bool, error_code: str) -> NoReturn:
 
 
 def _settings(as_json: bool, *, log_to_stderr: bool = True) -> Settings:
+    """Settings for a command (exit 2 if unusable), with logging configured.
+
+    Administrative commands log to stderr so that stdout carries only their result.
+    """
     try:
         settings = load_settings()
     except ConfigurationError as exc:
         _fail(str(exc), 2, as_json, "configuration_error")
     configure_logging(
         settings.LOG_LEVEL,
-        settings.LOG_FORMAT.value,
+        "json" if as_json else settings.LOG_FORMAT.value,
         stream=sys.stderr if log_to_stderr else sys.stdout,
     )
     return settings
@@ -119,36 +123,42 @@ def _exit_on_sigterm() -> None:
 
 # ------------------------------------------------------------------------ commands
 @cli.command("run")
-def run_local() -> None:
-    """Local all-in-one: embedded PostgreSQL + Redis, migrations, a demo account, the engine."""
-    from app.cli.demo import banner, ensure_demo_account
+def run_local(as_json: JsonOpt = False) -> None:
+    """Local all-in-one: embedded PostgreSQL + Redis, migrations, a demo account, the engine.
+
+    With --json the demo account (URL, tokens, a curl alert) is one JSON object on stdout and
+    the engine's log lines go to stderr.
+    """
+    from app.cli.demo import banner, ensure_demo_account, summary
     from app.cli.services import prepare_database, service_settings
 
-    settings = _settings(False, log_to_stderr=False)
+    settings = _settings(as_json, log_to_stderr=as_json)
     if not settings.is_local:
-        _fail("`run` is for local development; use `serve` in production", 2, False, "usage")
+        _fail("`run` is for local development; use `serve` in production", 2, as_json, "usage")
     _exit_on_sigterm()
     try:
         with service_settings(settings) as resolved:
 
-            async def setup() -> str:
+            async def setup() -> dict[str, str]:
                 await prepare_database(resolved)
-                return banner(resolved, await ensure_demo_account(resolved))
+                return summary(resolved, await ensure_demo_account(resolved))
 
-            typer.echo(asyncio.run(setup()))
+            info = asyncio.run(setup())
+            _emit(as_json, info, banner(resolved, info))
             _serve(resolved, run_workers=True)
     except KeyboardInterrupt:
-        raise typer.Exit(130) from None
+        pass  # Ctrl-C is how a local run ends; everything was stopped on the way out
 
 
 @cli.command()
 def serve(
     workers: Annotated[bool, typer.Option(help="Run the workers inside the API process.")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Log JSON lines.")] = False,
 ) -> None:
     """The HTTP/WebSocket API (with in-process workers unless --no-workers)."""
     from app.cli.services import prepare_database, service_settings, uses_embedded_stack
 
-    settings = _settings(False, log_to_stderr=False)
+    settings = _settings(as_json, log_to_stderr=False)
     _exit_on_sigterm()
     try:
         with service_settings(settings) as resolved:
@@ -162,13 +172,15 @@ def serve(
 
 
 @cli.command()
-def worker() -> None:
+def worker(
+    as_json: Annotated[bool, typer.Option("--json", help="Log JSON lines.")] = False,
+) -> None:
     """Background workers only, in a process of their own (scale-out)."""
     from app.cli.services import service_settings
     from app.core.redis import create_redis
     from app.workers.runtime import WorkerRuntime
 
-    settings = _settings(False, log_to_stderr=False)
+    settings = _settings(as_json, log_to_stderr=False)
 
     async def main(resolved: Settings) -> None:
         assert resolved.REDIS_URL is not None

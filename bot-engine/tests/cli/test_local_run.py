@@ -28,7 +28,9 @@ START_DEADLINE_S = 90
 
 
 class RunningEngine:
-    def __init__(self, local_dir: Path, port: int, pg_port: int, redis_port: int) -> None:
+    def __init__(
+        self, local_dir: Path, port: int, pg_port: int, redis_port: int, *, as_json: bool = False
+    ) -> None:
         env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
         env.update(
             LOCAL_DIR=str(local_dir),
@@ -40,11 +42,13 @@ class RunningEngine:
         env.pop("PUBLIC_URL", None)
         self.url = f"http://127.0.0.1:{port}"
         self.lines: list[str] = []
+        # With --json, stdout has the one JSON object and the logs go to stderr (a file here).
+        self.stderr_file = (local_dir.parent / f"stderr-{port}.log").open("w+")
         self.proc = subprocess.Popen(
-            [JADETRADE, "run"],
+            [JADETRADE, "run", *(["--json"] if as_json else [])],
             env=env,
             stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
+            stderr=self.stderr_file if as_json else subprocess.STDOUT,
             text=True,
             start_new_session=True,
         )
@@ -55,6 +59,11 @@ class RunningEngine:
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
             self.lines.append(line.rstrip("\n"))
+
+    @property
+    def log_lines(self) -> list[str]:
+        """The engine's log lines (JSON with an event), not the banner or the --json summary."""
+        return [x for x in self.lines if x.startswith("{") and '"event":' in x]
 
     @property
     def output(self) -> str:
@@ -79,6 +88,9 @@ class RunningEngine:
         self._reader.join(timeout=10)
         assert self.proc.stdout is not None
         self.proc.stdout.close()
+        self.stderr_file.seek(0)
+        self.lines.extend(self.stderr_file.read().splitlines())
+        self.stderr_file.close()
         return code
 
 
@@ -119,7 +131,7 @@ def test_make_run_flow(
         user_id = _banner_value(engine.output, "Demo user id")
     finally:
         code = engine.interrupt()
-        captured_logs.add("\n".join(x for x in engine.lines if x.startswith("{")))
+        captured_logs.add("\n".join(engine.log_lines))
     assert code in (0, 130), engine.output[-2000:]
     assert postgres.read_running(local_dir / "pgdata") is None
     assert redis.read_running(local_dir / "redis") is None
@@ -132,12 +144,14 @@ def test_make_run_flow(
     ]
     assert leftovers == []
 
-    again = RunningEngine(local_dir, *ports)
+    again = RunningEngine(local_dir, *ports, as_json=True)
     try:
         again.wait_ready()
-        assert _banner_value(again.output, "Webhook token") == token  # same data, same demo token
-        assert _banner_value(again.output, "Demo user id") == user_id
+        info = json.loads(again.lines[0])  # --json: one object first on stdout
+        assert info["webhook_token"] == token  # same data, same demo token
+        assert info["user_id"] == user_id
+        secrets_seen.add(info["access_token"])
     finally:
         assert again.interrupt() in (0, 130)
-        captured_logs.add("\n".join(x for x in again.lines if x.startswith("{")))
+        captured_logs.add("\n".join(again.log_lines))
     assert postgres.read_running(local_dir / "pgdata") is None
