@@ -116,11 +116,27 @@ class Settings(BaseSettings):
     WEBHOOK_RATE_LIMIT: int = Field(default=30, ge=1)
     API_RATE_LIMIT: int = Field(default=100, ge=1)
 
+    # Webhook intake
+    DEDUPE_WINDOW_S: int = Field(default=60, ge=1)  # same user + payload inside it = duplicate
+    MAX_ALERT_AGE_S: int | None = Field(default=None, ge=1)  # refuse alerts whose timenow is older
+    TRADINGVIEW_IP_ALLOWLIST: bool = False  # accept webhooks only from TradingView's addresses
+    TRADINGVIEW_IPS: list[str] = Field(
+        default_factory=lambda: ["52.89.214.238", "34.212.75.30", "54.218.53.128", "52.32.178.7"]
+    )
+    TRUSTED_PROXIES: list[str] = Field(default_factory=list)  # whose X-Forwarded-For we believe
+
     # Trading
     DEFAULT_EXCHANGE: str = "paper"
+    SUPPORTED_EXCHANGES: list[str] = Field(default_factory=lambda: ["paper", "binance", "bybit"])
     MAX_EXECUTION_TIME_MS: int = Field(default=5000, ge=1)
     DEFAULT_SLIPPAGE_PERCENT: Decimal = Field(default=Decimal("0.1"), ge=0, le=100)
     WORKER_CONCURRENCY: int = Field(default=4, ge=1)
+    MAX_DELIVERIES: int = Field(default=5, ge=1)  # attempts before a signal is dead-lettered
+
+    # Paper exchange
+    PAPER_STARTING_BALANCE: Decimal = Field(default=Decimal("10000"), gt=0)
+    PAPER_TAKER_FEE_RATE: Decimal = Field(default=Decimal("0.0004"), ge=0, lt=1)
+    PAPER_PRICE_SEED: int = 0
 
     # Embedded local stack (development and tests only)
     LOCAL_DIR: Path = Field(default_factory=_default_local_dir)

@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from app import __version__
-from app.api import account, health, webhooks, wellknown
+from app.api import account, health, history, positions, risk, webhooks, wellknown
 from app.config import AuthMode, Settings, get_settings
 from app.core.auth import build_verifier
 from app.core.database import create_engine, create_sessionmaker
@@ -23,6 +23,7 @@ from app.core.local_issuer import LocalIssuer
 from app.core.redis import create_redis
 from app.logging.logger import get_logger
 from app.logging.middleware import RequestContextMiddleware
+from app.workers import pipeline
 from app.workers.runtime import WorkerRuntime
 
 log = get_logger("main")
@@ -64,6 +65,9 @@ def _lifespan(settings: Settings, run_workers: bool):  # type: ignore[no-untyped
         try:
             if runtime is not None:
                 await runtime.start()
+                app.state.pipeline = pipeline.install(
+                    runtime, settings, engine, app.state.sessionmaker, redis
+                )
             log.info(
                 "engine_started",
                 env=settings.ENVIRONMENT.value,
@@ -100,6 +104,6 @@ def create_app(settings: Settings | None = None, *, run_workers: bool = False) -
             allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
         )
     app.add_middleware(RequestContextMiddleware)
-    for module in (health, wellknown, account, webhooks):
+    for module in (health, wellknown, account, webhooks, history, positions, risk):
         app.include_router(module.router)
     return app

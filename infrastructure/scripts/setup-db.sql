@@ -10,7 +10,7 @@
 -- migrations are for (`alembic upgrade head`). To let the migrations manage a database
 -- set up with this script, mark it once as being at the first revision, from bot-engine/:
 --
---     alembic -x url=postgresql://USER@HOST:PORT/DBNAME stamp 0001
+--     alembic -x url=postgresql://USER@HOST:PORT/DBNAME stamp head
 --
 -- CREATE EXTENSION needs a role allowed to create extensions (usually a superuser); if the
 -- engine's role is not, have an administrator run `CREATE EXTENSION vector;` first.
@@ -195,13 +195,26 @@ CREATE TABLE IF NOT EXISTS trading_signals (
     processed_at TIMESTAMP WITH TIME ZONE,
     execution_result JSONB,
     created_at TIMESTAMP WITH TIME ZONE DEFAULT now() NOT NULL,
+    -- arrival order: signals of one user and symbol execute in seq order
+    seq BIGINT GENERATED ALWAYS AS IDENTITY NOT NULL,
+    -- SHA-256 of the normalised alert without its token: "the same alert" in the window
+    payload_hash VARCHAR(64),
+    -- why the signal ended as it did, in words for the user
+    status_reason TEXT,
+    -- the alert's sizing instructions, normalised (raw_payload keeps what was sent)
+    leverage INTEGER,
+    requested_quantity NUMERIC(20, 8),
+    requested_notional NUMERIC(20, 8),
+    risk_percent NUMERIC(10, 4),
     CONSTRAINT pk_trading_signals PRIMARY KEY (id),
     CONSTRAINT ck_trading_signals_signal_type
         CHECK (signal_type IN ('long_entry', 'long_exit', 'short_entry', 'short_exit')),
     CONSTRAINT ck_trading_signals_source CHECK (source IN ('tradingview', 'internal', 'manual')),
     CONSTRAINT ck_trading_signals_status CHECK (status IN ('received', 'validated', 'queued',
-        'executed', 'failed', 'skipped', 'rejected', 'logged')),
+        'executing', 'executed', 'failed', 'skipped', 'rejected', 'logged')),
     CONSTRAINT uq_trading_signals_user_id_dedupe_key UNIQUE (user_id, dedupe_key),
+    CONSTRAINT uq_trading_signals_seq UNIQUE (seq),
+    CONSTRAINT ck_trading_signals_leverage CHECK (leverage BETWEEN 1 AND 125),
     CONSTRAINT fk_trading_signals_user_id_users FOREIGN KEY (user_id)
         REFERENCES users (id) ON DELETE CASCADE,
     CONSTRAINT fk_trading_signals_strategy_id_strategies FOREIGN KEY (strategy_id)
@@ -211,6 +224,11 @@ CREATE INDEX IF NOT EXISTS ix_trading_signals_user_id_created_at
     ON trading_signals (user_id, created_at);
 CREATE INDEX IF NOT EXISTS ix_trading_signals_strategy_id ON trading_signals (strategy_id);
 CREATE INDEX IF NOT EXISTS ix_trading_signals_status ON trading_signals (status);
+CREATE INDEX IF NOT EXISTS ix_trading_signals_user_id_payload_hash_created_at
+    ON trading_signals (user_id, payload_hash, created_at);
+-- the work still to do per (user, symbol), in arrival order: what the executor reads
+CREATE INDEX IF NOT EXISTS ix_trading_signals_pending
+    ON trading_signals (user_id, symbol, seq) WHERE status IN ('queued', 'executing');
 
 -- ---------------------------------------------------------------------------------------
 -- real_positions: positions held on an exchange, as the engine last saw them.
@@ -260,6 +278,9 @@ CREATE INDEX IF NOT EXISTS ix_real_positions_user_id_status ON real_positions (u
 CREATE INDEX IF NOT EXISTS ix_real_positions_api_key_id ON real_positions (api_key_id);
 CREATE INDEX IF NOT EXISTS ix_real_positions_signal_id ON real_positions (signal_id);
 CREATE INDEX IF NOT EXISTS ix_real_positions_strategy_id ON real_positions (strategy_id);
+-- one-way mode: at most one open position per user, exchange and symbol
+CREATE UNIQUE INDEX IF NOT EXISTS uq_real_positions_open
+    ON real_positions (user_id, exchange, symbol) WHERE status = 'open';
 
 -- ---------------------------------------------------------------------------------------
 -- real_trades: orders sent to an exchange and their fills. A row is written as `pending`
@@ -516,5 +537,110 @@ CREATE OR REPLACE TRIGGER trg_chat_conversations_updated_at BEFORE UPDATE ON cha
     FOR EACH ROW EXECUTE FUNCTION set_updated_at();
 CREATE OR REPLACE TRIGGER trg_knowledge_embeddings_updated_at BEFORE UPDATE ON knowledge_embeddings
     FOR EACH ROW EXECUTE FUNCTION set_updated_at();
+
+-- =======================================================================================
+-- Paper exchange
+--
+-- Migration 0002: the books of the simulated USDT-margined futures exchange the engine
+-- trades on when no real exchange is configured. account_id is the id the engine trades
+-- under (its user id) and deliberately has no foreign key to users: the exchange is
+-- independent of the engine's schema, as a real one is.
+-- =======================================================================================
+
+-- paper_accounts: one USDT wallet per account. wallet_balance = deposits + realised PnL
+-- - fees; it can go below zero (the paper exchange has no liquidation engine).
+CREATE TABLE IF NOT EXISTS paper_accounts (
+    account_id VARCHAR(255) NOT NULL,
+    wallet_balance NUMERIC(20, 8) NOT NULL,
+    created_at TIMESTAMP WITH TIME ZONE DEFAULT now() NOT NULL,
+    updated_at TIMESTAMP WITH TIME ZONE DEFAULT now() NOT NULL,
+    CONSTRAINT pk_paper_accounts PRIMARY KEY (account_id)
+);
+
+-- paper_orders: every accepted order (rejected requests store nothing). client_order_id is
+-- unique per account: placing an order again with the same client id returns the first.
+-- realized_pnl is what the order's fills closed, fees excluded; fee is charged separately.
+CREATE TABLE IF NOT EXISTS paper_orders (
+    id UUID DEFAULT gen_random_uuid() NOT NULL,
+    account_id VARCHAR(255) NOT NULL,
+    client_order_id VARCHAR(64) NOT NULL,
+    symbol VARCHAR(50) NOT NULL,
+    side VARCHAR(10) NOT NULL,
+    type VARCHAR(20) NOT NULL,
+    status VARCHAR(20) NOT NULL,
+    quantity NUMERIC(20, 8) NOT NULL,
+    filled_quantity NUMERIC(20, 8) DEFAULT 0 NOT NULL,
+    avg_fill_price NUMERIC(20, 8),
+    price NUMERIC(20, 8),  -- limit price
+    stop_price NUMERIC(20, 8),  -- trigger price of stop / take-profit orders
+    reduce_only BOOLEAN DEFAULT false NOT NULL,
+    fee NUMERIC(20, 8) DEFAULT 0 NOT NULL,
+    realized_pnl NUMERIC(20, 8) DEFAULT 0 NOT NULL,
+    created_at TIMESTAMP WITH TIME ZONE DEFAULT now() NOT NULL,
+    updated_at TIMESTAMP WITH TIME ZONE DEFAULT now() NOT NULL,
+    CONSTRAINT pk_paper_orders PRIMARY KEY (id),
+    CONSTRAINT fk_paper_orders_account_id_paper_accounts FOREIGN KEY (account_id)
+        REFERENCES paper_accounts (account_id) ON DELETE CASCADE,
+    CONSTRAINT ck_paper_orders_side CHECK (side IN ('buy', 'sell')),
+    CONSTRAINT ck_paper_orders_type
+        CHECK (type IN ('market', 'limit', 'stop_market', 'take_profit_market')),
+    CONSTRAINT ck_paper_orders_status
+        CHECK (status IN ('open', 'partially_filled', 'filled', 'canceled', 'rejected')),
+    CONSTRAINT ck_paper_orders_quantity_positive CHECK (quantity > 0),
+    CONSTRAINT ck_paper_orders_filled_quantity
+        CHECK (filled_quantity >= 0 AND filled_quantity <= quantity),
+    CONSTRAINT ck_paper_orders_price_positive CHECK (price > 0),
+    CONSTRAINT ck_paper_orders_stop_price_positive CHECK (stop_price > 0),
+    CONSTRAINT ck_paper_orders_avg_fill_price_positive CHECK (avg_fill_price > 0),
+    CONSTRAINT ck_paper_orders_fee_not_negative CHECK (fee >= 0),
+    CONSTRAINT ck_paper_orders_limit_has_price CHECK (type <> 'limit' OR price IS NOT NULL),
+    CONSTRAINT ck_paper_orders_trigger_has_stop_price
+        CHECK (type NOT IN ('stop_market', 'take_profit_market') OR stop_price IS NOT NULL),
+    CONSTRAINT uq_paper_orders_account_id_client_order_id UNIQUE (account_id, client_order_id)
+);
+-- Working orders only: what the trigger worker scans every second.
+CREATE INDEX IF NOT EXISTS ix_paper_orders_account_id_symbol ON paper_orders (account_id, symbol)
+    WHERE status IN ('open', 'partially_filled');
+
+-- paper_positions: net positions (one-way mode), one row per account and symbol while the
+-- position is open; the row is deleted when it is closed.
+CREATE TABLE IF NOT EXISTS paper_positions (
+    account_id VARCHAR(255) NOT NULL,
+    symbol VARCHAR(50) NOT NULL,
+    side VARCHAR(10) NOT NULL,
+    quantity NUMERIC(20, 8) NOT NULL,
+    entry_price NUMERIC(20, 8) NOT NULL,
+    leverage INTEGER NOT NULL,
+    updated_at TIMESTAMP WITH TIME ZONE DEFAULT now() NOT NULL,
+    CONSTRAINT pk_paper_positions PRIMARY KEY (account_id, symbol),
+    CONSTRAINT fk_paper_positions_account_id_paper_accounts FOREIGN KEY (account_id)
+        REFERENCES paper_accounts (account_id) ON DELETE CASCADE,
+    CONSTRAINT ck_paper_positions_side CHECK (side IN ('long', 'short')),
+    CONSTRAINT ck_paper_positions_quantity_positive CHECK (quantity > 0),
+    CONSTRAINT ck_paper_positions_entry_price_positive CHECK (entry_price > 0),
+    CONSTRAINT ck_paper_positions_leverage CHECK (leverage >= 1)
+);
+
+-- paper_leverage: the leverage chosen per account and symbol; it outlives positions.
+CREATE TABLE IF NOT EXISTS paper_leverage (
+    account_id VARCHAR(255) NOT NULL,
+    symbol VARCHAR(50) NOT NULL,
+    leverage INTEGER NOT NULL,
+    updated_at TIMESTAMP WITH TIME ZONE DEFAULT now() NOT NULL,
+    CONSTRAINT pk_paper_leverage PRIMARY KEY (account_id, symbol),
+    CONSTRAINT fk_paper_leverage_account_id_paper_accounts FOREIGN KEY (account_id)
+        REFERENCES paper_accounts (account_id) ON DELETE CASCADE,
+    CONSTRAINT ck_paper_leverage_leverage CHECK (leverage >= 1)
+);
+
+CREATE OR REPLACE TRIGGER trg_paper_accounts_updated_at BEFORE UPDATE ON paper_accounts
+    FOR EACH ROW EXECUTE FUNCTION set_updated_at();
+CREATE OR REPLACE TRIGGER trg_paper_orders_updated_at BEFORE UPDATE ON paper_orders
+    FOR EACH ROW EXECUTE FUNCTION set_updated_at();
+CREATE OR REPLACE TRIGGER trg_paper_positions_updated_at BEFORE UPDATE ON paper_positions
+    FOR EACH ROW EXECUTE FUNCTION set_updated_at();
+CREATE OR REPLACE TRIGGER trg_paper_leverage_updated_at BEFORE UPDATE ON paper_leverage
+    FOR EACH ROW EXECUTE FUNCTION set_updated_at();
+-- End of paper exchange.
 
 COMMIT;

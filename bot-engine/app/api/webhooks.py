@@ -1,36 +1,52 @@
 """TradingView webhook intake: `POST /api/webhooks/tradingview`.
 
-TradingView posts the alert message as the body, as `application/json` when the message is
-valid JSON and as `text/plain` otherwise, so the body is read raw and parsed here rather than
-by a Pydantic body parameter. The token inside the alert identifies the user.
+TradingView posts the alert message as the body — `application/json` when the message is
+valid JSON, `text/plain` otherwise — so the body is read raw (at most 64 KiB) and parsed by
+`signal_processor.parse_alert`. The token inside the alert identifies the user.
 
-Signal execution (validation of the alert fields, persistence, queueing) is not part of this
-build yet: an authenticated, well-formed alert is answered 501 `execution_unavailable` so
-that TradingView records a failed delivery instead of a silent success.
+The request never talks to an exchange (TradingView gives up after 3 s). It answers 2xx only
+once the signal is committed in PostgreSQL; queueing on Redis comes after and may fail, in
+which case the sweeper queues the signal later.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import UTC, datetime
 
-import orjson
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
 
-from app.core import webhook_tokens
+from app.config import Settings
+from app.core import rate_limit, webhook_tokens
+from app.core.client_ip import client_ip
 from app.core.database import SessionDep
-from app.core.errors import AppError, BadRequest, Unauthorized, error_body
+from app.core.errors import AppError, Forbidden, Unauthorized, ValidationFailed
+from app.core.redis import RedisDep
+from app.core.signal_intake import IntakeOutcome, record_alert
+from app.core.signal_processor import is_stale, parse_alert
 from app.logging.logger import get_logger
+from app.schemas.webhook import WebhookAccepted
+from app.workers import queue
 
 router = APIRouter(prefix="/api/webhooks", tags=["webhooks"])
 log = get_logger("webhook")
 
 MAX_BODY_BYTES = 64 * 1024
 
+_MESSAGES = {
+    IntakeOutcome.QUEUED: "signal received and queued for execution",
+    IntakeOutcome.LOGGED: "signal logged; upgrade to Pro for auto-execution",
+    IntakeOutcome.DUPLICATE: "duplicate alert; the original signal stands",
+}
+
 
 class PayloadTooLarge(AppError):
     status_code = 413
     code = "payload_too_large"
+
+
+class RateLimited(AppError):
+    status_code = 429
+    code = "rate_limited"
 
 
 async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
@@ -48,47 +64,73 @@ async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
     return b"".join(chunks)
 
 
-def parse_alert(body: bytes) -> dict[str, Any]:
-    """The alert as a JSON object, whatever content type it came with."""
-    if not body.strip():
-        raise BadRequest("empty body; the alert message must be a JSON object", code="empty_body")
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise BadRequest(
-            f"the alert message is not valid JSON (line {exc.lineno}, column {exc.colno})",
-            code="invalid_json",
-        ) from None
-    if not isinstance(data, dict):
-        raise BadRequest("the alert message must be a JSON object", code="invalid_json")
-    return data
-
-
 @router.post(
     "/tradingview",
+    response_model=WebhookAccepted,
     summary="Receive a TradingView alert",
     responses={
         400: {"description": "Body is not a JSON object"},
         401: {"description": "Missing, unknown or revoked token"},
+        403: {"description": "Source address not allowed"},
         413: {"description": "Body larger than 64 KiB"},
-        501: {"description": "Signal execution is not available in this build"},
+        422: {"description": "A field is invalid; `field` names it"},
+        429: {"description": "Too many alerts for this token; see Retry-After"},
     },
 )
-async def tradingview(request: Request, session: SessionDep) -> JSONResponse:
-    alert = parse_alert(await read_body(request))
-    token = alert.get("token")
-    if not isinstance(token, str) or not token:
+async def tradingview(request: Request, session: SessionDep, redis: RedisDep) -> WebhookAccepted:
+    settings: Settings = request.app.state.settings
+    if settings.TRADINGVIEW_IP_ALLOWLIST:
+        source = client_ip(request, settings.TRUSTED_PROXIES)
+        if source not in settings.TRADINGVIEW_IPS:
+            log.warning("webhook_source_refused", source_ip=source)
+            raise Forbidden("source address is not a TradingView webhook server",
+                            code="source_not_allowed")  # fmt: skip
+    alert = parse_alert(
+        await read_body(request),
+        default_exchange=settings.DEFAULT_EXCHANGE,
+        exchanges=frozenset(settings.SUPPORTED_EXCHANGES),
+    )
+    if not alert.token:
         raise Unauthorized("the alert has no token", field="token", code="missing_token")
-    user = await webhook_tokens.authenticate(session, token)
+    user = await webhook_tokens.authenticate(session, alert.token)
     if user is None:
         log.warning("webhook_token_rejected")
         raise Unauthorized("unknown or revoked token", field="token", code="invalid_token")
+    user_id, tier = user.id, user.subscription_tier
     await session.commit()
-    log.info("webhook_received", user_id=user.id, action=alert.get("action"))
-    return JSONResponse(
-        error_body(
-            "execution_unavailable",
-            "alert authenticated, but signal execution is not available in this build",
-        ),
-        status_code=501,
+
+    verdict = await rate_limit.hit(
+        redis, "wh:" + webhook_tokens.hash_token(alert.token)[:24], settings.WEBHOOK_RATE_LIMIT
+    )
+    if not verdict.enforced:
+        log.warning("rate_limit_unavailable")
+    elif not verdict.allowed:
+        raise RateLimited(
+            f"more than {settings.WEBHOOK_RATE_LIMIT} alerts a minute for this token",
+            headers={"Retry-After": str(verdict.retry_after_s)},
+        )
+    if is_stale(alert, now=datetime.now(UTC), max_age_s=settings.MAX_ALERT_AGE_S):
+        raise ValidationFailed(
+            f"alert is older than {settings.MAX_ALERT_AGE_S} s", field="timenow", code="stale_alert"
+        )
+
+    result = await record_alert(session, settings, user_id, tier, alert)
+    if result.outcome is IntakeOutcome.QUEUED:
+        try:
+            await queue.enqueue(redis, result.signal_id, user_id, result.symbol)
+        except Exception as exc:
+            log.warning("enqueue_failed", signal_id=str(result.signal_id),
+                        error_type=type(exc).__name__)  # fmt: skip
+    log.info(
+        "webhook_accepted",
+        user_id=user_id,
+        signal_id=str(result.signal_id),
+        outcome=result.outcome.value,
+        action=alert.action.value,
+        symbol=alert.symbol,
+    )
+    return WebhookAccepted(
+        status=result.outcome.value,
+        message=_MESSAGES[result.outcome],
+        signal_id=result.signal_id,
     )

@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import time
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 
 from app.cli.services import db_session
@@ -18,9 +20,12 @@ from app.config import Settings
 from app.core import users, webhook_tokens
 from app.core.local_issuer import LocalIssuer
 from app.core.users import Tier
+from app.exchanges.price_feed import synthetic_price
+from app.exchanges.symbols import paper_market
 from app.models import User
 
 DEMO_EMAIL = "demo@jadetrade.local"
+DEMO_SYMBOL = "BTCUSDT"
 
 
 @dataclass(frozen=True)
@@ -73,14 +78,18 @@ async def ensure_demo_account(settings: Settings) -> DemoAccount:
 def summary(settings: Settings, demo: DemoAccount) -> dict[str, str]:
     """What a new user needs to send a first alert, as data (`jadetrade run --json`)."""
     url = settings.public_url
+    # Around the paper market's current price, so the example trades as written.
+    market = paper_market(DEMO_SYMBOL)
+    assert market is not None
+    price = synthetic_price(settings.PAPER_PRICE_SEED, DEMO_SYMBOL, int(time.time()))
     alert = json.dumps(
         {
             "token": demo.webhook_token,
             "action": "long_entry",
-            "symbol": "BTCUSDT",
-            "price": "65000",
-            "stop_loss": "64000",
-            "take_profit": "68000",
+            "symbol": DEMO_SYMBOL,
+            "price": str(price),
+            "stop_loss": str(market.floor_price(price * Decimal("0.98"))),
+            "take_profit": str(market.floor_price(price * Decimal("1.04"))),
         }
     )
     return {

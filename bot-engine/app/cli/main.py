@@ -177,14 +177,21 @@ def worker(
 ) -> None:
     """Background workers only, in a process of their own (scale-out)."""
     from app.cli.services import service_settings
+    from app.core.database import create_engine, create_sessionmaker
     from app.core.redis import create_redis
+    from app.workers import pipeline
     from app.workers.runtime import WorkerRuntime
 
     settings = _settings(as_json, log_to_stderr=False)
 
     async def main(resolved: Settings) -> None:
-        assert resolved.REDIS_URL is not None
+        assert resolved.REDIS_URL is not None and resolved.DATABASE_URL is not None
         redis = create_redis(resolved.REDIS_URL.get_secret_value())
+        engine = create_engine(
+            resolved.DATABASE_URL.get_secret_value(),
+            pool_size=resolved.DATABASE_POOL_SIZE,
+            max_overflow=resolved.DATABASE_MAX_OVERFLOW,
+        )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -192,10 +199,12 @@ def worker(
         runtime = WorkerRuntime(redis, role="worker")
         try:
             await runtime.start()
+            pipeline.install(runtime, resolved, engine, create_sessionmaker(engine), redis)
             await stop.wait()
         finally:
             await runtime.stop()
             await redis.aclose()
+            await engine.dispose()
 
     try:
         with service_settings(settings) as resolved:

@@ -6,6 +6,7 @@ from app.models.base import Base
 from app.models.chat import ChatConversation, ChatMessage
 from app.models.knowledge import EMBEDDING_DIMENSIONS, KnowledgeEmbedding
 from app.models.notification import Notification
+from app.models.paper import PaperAccount, PaperLeverage, PaperOrder, PaperPosition
 from app.models.position import RealPosition
 from app.models.price_history import PriceHistory
 from app.models.risk import UserRiskSettings
@@ -24,6 +25,10 @@ __all__ = [
     "ExchangeApiKey",
     "KnowledgeEmbedding",
     "Notification",
+    "PaperAccount",
+    "PaperLeverage",
+    "PaperOrder",
+    "PaperPosition",
     "PriceHistory",
     "RealPosition",
     "RealTrade",

@@ -24,6 +24,15 @@ class RealPosition(Base):
         CheckConstraint("quantity >= 0", name="quantity_not_negative"),
         CheckConstraint("leverage >= 1", name="leverage"),
         Index(None, "user_id", "status"),
+        # At most one open position per user, exchange and symbol (one-way mode).
+        Index(
+            "uq_real_positions_open",
+            "user_id",
+            "exchange",
+            "symbol",
+            unique=True,
+            postgresql_where=text("status = 'open'"),
+        ),
         Index(None, "api_key_id"),
         Index(None, "signal_id"),
         Index(None, "strategy_id"),

@@ -9,7 +9,18 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text, UniqueConstraint, text
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    ForeignKey,
+    Identity,
+    Index,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, bool_column, created_at_column, in_values, uuid_pk
@@ -20,8 +31,13 @@ SIGNAL_SOURCES = ("tradingview", "internal", "manual")
 # executed (tier rules), `skipped` = the engine chose not to act, `rejected` = invalid or
 # refused by the risk checks.
 SIGNAL_STATUSES = (
-    "received", "validated", "queued", "executed", "failed", "skipped", "rejected", "logged",
+    "received", "validated", "queued", "executing", "executed", "failed", "skipped", "rejected",
+    "logged",
 )  # fmt: skip
+# Statuses after which nothing more happens to a signal.
+TERMINAL_STATUSES = ("executed", "failed", "skipped", "rejected", "logged")
+# Statuses of a signal that still has to be (or is being) executed.
+PENDING_STATUSES = ("queued", "executing")
 EXECUTION_STATUSES = ("queued", "running", "completed", "failed")
 
 
@@ -31,9 +47,19 @@ class TradingSignal(Base):
         CheckConstraint(in_values("signal_type", SIGNAL_TYPES), name="signal_type"),
         CheckConstraint(in_values("source", SIGNAL_SOURCES), name="source"),
         CheckConstraint(in_values("status", SIGNAL_STATUSES), name="status"),
+        CheckConstraint("leverage BETWEEN 1 AND 125", name="leverage"),
         # One row per alert: a redelivered alert hits this constraint instead of trading twice.
         UniqueConstraint("user_id", "dedupe_key"),
         Index(None, "user_id", "created_at"),
+        Index(None, "user_id", "payload_hash", "created_at"),
+        # Work still to do, per (user, symbol), in arrival order: what the executor reads.
+        Index(
+            "ix_trading_signals_pending",
+            "user_id",
+            "symbol",
+            "seq",
+            postgresql_where=text("status IN ('queued', 'executing')"),
+        ),
         Index(None, "strategy_id"),
         Index(None, "status"),
     )
@@ -64,6 +90,17 @@ class TradingSignal(Base):
     processed_at: Mapped[datetime | None]
     execution_result: Mapped[dict[str, Any] | None]
     created_at: Mapped[datetime] = created_at_column()
+    # Arrival order: signals of one user and symbol are executed in `seq` order.
+    seq: Mapped[int] = mapped_column(BigInteger, Identity(always=True), nullable=False, unique=True)
+    # SHA-256 of the normalised alert (without the token): "same payload" inside the window.
+    payload_hash: Mapped[str | None] = mapped_column(String(64))
+    # Why the signal ended as it did, in words a trader understands.
+    status_reason: Mapped[str | None] = mapped_column(Text)
+    # The alert's sizing instructions, normalised (raw_payload keeps what was sent).
+    leverage: Mapped[int | None]
+    requested_quantity: Mapped[Decimal | None]
+    requested_notional: Mapped[Decimal | None]
+    risk_percent: Mapped[Decimal | None] = mapped_column(Numeric(10, 4))
 
 
 class BotExecutionLog(Base):

@@ -1,27 +1,38 @@
-"""Webhook intake as far as it is built: body handling and token authentication."""
+"""Webhook intake at the HTTP boundary: body handling, authentication, validation, limits,
+source addresses, stale alerts, and durability when Redis is down."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 
 import httpx
+import pytest
+from sqlalchemy import select, update
 
-from tests.conftest import Factory
+from app.config import Settings
+from app.embedded.ports import free_port
+from app.models import TradingSignal
+from app.workers import queue
+from app.workers.signal_consumer import sweep_once
+from tests.conftest import Factory, SecretsSeen, http_client, make_settings, running_app
 
 URL = "/api/webhooks/tradingview"
 
 
 def _alert(token: str, **fields: object) -> dict[str, object]:
-    return {"token": token, "action": "long_entry", "symbol": "BTCUSDT", **fields}
+    return {"token": token, "action": "long_entry", "symbol": "BTCUSDT", "stop_loss": "64000",
+            "price": "65000", **fields}  # fmt: skip
 
 
-async def test_authenticated_alert_reaches_the_route(
-    client: httpx.AsyncClient, factory: Factory
-) -> None:
+async def test_authenticated_alert_is_queued(client: httpx.AsyncClient, factory: Factory) -> None:
     token = await factory.webhook_token(await factory.user())
     response = await client.post(URL, json=_alert(token))
-    assert response.status_code == 501
-    assert response.json()["error"]["code"] == "execution_unavailable"
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "queued"
+    assert body["signal_id"]
 
 
 async def test_text_plain_json_is_accepted(client: httpx.AsyncClient, factory: Factory) -> None:
@@ -29,11 +40,54 @@ async def test_text_plain_json_is_accepted(client: httpx.AsyncClient, factory: F
     response = await client.post(
         URL, content=json.dumps(_alert(token)), headers={"Content-Type": "text/plain"}
     )
-    assert response.status_code == 501
+    assert response.status_code == 200
+    assert response.json()["status"] == "queued"
+
+
+@pytest.mark.parametrize(
+    "symbol", ["BTCUSDT", "btcusdt", "BINANCE:BTCUSDT", "BTCUSDT.P", "BTC/USDT", "BTC/USDT:USDT"]
+)
+async def test_every_symbol_form_is_one_instrument(
+    client: httpx.AsyncClient, factory: Factory, symbol: str
+) -> None:
+    user = await factory.user()
+    token = await factory.webhook_token(user)
+    response = await client.post(URL, json=_alert(token, symbol=symbol))
+    assert response.status_code == 200
+    signal = (
+        await client.get(f"/api/signals/{response.json()['signal_id']}", headers=factory.auth(user))
+    ).json()
+    assert signal["symbol"] == "BTCUSDT"
+    assert "token" not in signal["raw_payload"]
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"action": "buy_the_dip"}, "action"),
+        ({"action": "buy"}, "market_position"),
+        ({"symbol": "BTC USDT"}, "symbol"),
+        ({"price": "-1"}, "price"),
+        ({"stop_loss": "66000"}, "stop_loss"),
+        ({"leverage": "500"}, "leverage"),
+        ({"exchange": "mtgox"}, "exchange"),
+        ({"strategy_id": "not-a-uuid"}, "strategy_id"),
+        ({"qty": "abc"}, "qty"),
+    ],
+)
+async def test_bad_fields_are_422_naming_the_field(
+    client: httpx.AsyncClient, factory: Factory, fields: dict[str, object], field: str
+) -> None:
+    token = await factory.webhook_token(await factory.user())
+    response = await client.post(URL, json=_alert(token, **fields))
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["field"] == field
+    assert token not in response.text
 
 
 async def test_unparsable_body_is_400(client: httpx.AsyncClient) -> None:
-    for body in (b"", b"long_entry BTCUSDT", b"[1, 2]", b'{"token": '):
+    for body in (b"", b"long_entry BTCUSDT", b"[1, 2]", b'{"token": ', b"\xff\xfe"):
         response = await client.post(URL, content=body, headers={"Content-Type": "text/plain"})
         assert response.status_code == 400, body
         assert response.json()["error"]["code"] in {"empty_body", "invalid_json"}
@@ -42,13 +96,10 @@ async def test_unparsable_body_is_400(client: httpx.AsyncClient) -> None:
 async def test_missing_unknown_and_revoked_tokens_are_401(
     client: httpx.AsyncClient, factory: Factory
 ) -> None:
-    missing = await client.post(URL, json={"action": "long_entry"})
+    missing = await client.post(URL, json={"action": "long_exit", "symbol": "BTCUSDT"})
     assert missing.status_code == 401
-    assert missing.json()["error"] == {
-        "code": "missing_token",
-        "message": "the alert has no token",
-        "field": "token",
-    }
+    assert missing.json()["error"]["code"] == "missing_token"
+    assert missing.json()["error"]["field"] == "token"
     unknown = await client.post(URL, json=_alert("jt_wh_" + "x" * 43))
     assert unknown.status_code == 401
     assert unknown.json()["error"]["code"] == "invalid_token"
@@ -75,3 +126,99 @@ async def test_token_use_is_recorded(client: httpx.AsyncClient, factory: Factory
     await client.post(URL, json=_alert(token))
     listed = (await client.get("/api/webhook-tokens", headers=factory.auth(user))).json()
     assert listed[0]["last_used_at"] is not None
+
+
+@pytest.fixture
+async def strict_client(
+    settings: Settings, clean_state: None, secrets_seen: SecretsSeen
+) -> AsyncIterator[tuple[httpx.AsyncClient, Factory]]:
+    assert settings.DATABASE_URL is not None and settings.REDIS_URL is not None
+    strict = make_settings(
+        settings.DATABASE_URL.get_secret_value(),
+        settings.REDIS_URL.get_secret_value(),
+        settings.LOCAL_DIR,
+        WEBHOOK_RATE_LIMIT=3,
+        MAX_ALERT_AGE_S=60,
+        TRADINGVIEW_IP_ALLOWLIST=True,
+        TRADINGVIEW_IPS=["52.89.214.238"],
+        TRUSTED_PROXIES=["127.0.0.0/8"],
+    )
+    async with running_app(strict) as app:
+        transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 40000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+            yield c, Factory(app, secrets_seen)
+
+
+FROM_TRADINGVIEW = {"X-Forwarded-For": "52.89.214.238"}
+
+
+async def test_rate_limit_per_token_is_429_with_retry_after(
+    strict_client: tuple[httpx.AsyncClient, Factory],
+) -> None:
+    client, factory = strict_client
+    token = await factory.webhook_token(await factory.user())
+    codes = [
+        (await client.post(URL, json=_alert(token, alert_id=f"a{i}"), headers=FROM_TRADINGVIEW))
+        for i in range(4)
+    ]
+    assert [r.status_code for r in codes] == [200, 200, 200, 429]
+    assert 1 <= int(codes[-1].headers["retry-after"]) <= 61
+    assert codes[-1].json()["error"]["code"] == "rate_limited"
+
+
+async def test_source_allow_list_trusts_only_configured_proxies(
+    strict_client: tuple[httpx.AsyncClient, Factory],
+) -> None:
+    client, factory = strict_client
+    token = await factory.webhook_token(await factory.user())
+    ok = await client.post(URL, json=_alert(token), headers=FROM_TRADINGVIEW)
+    assert ok.status_code == 200
+    spoofed = await client.post(
+        URL, json=_alert(token), headers={"X-Forwarded-For": "52.89.214.238, 203.0.113.9"}
+    )
+    assert spoofed.status_code == 403  # the proxy saw 203.0.113.9; the rest is the client's word
+    assert spoofed.json()["error"]["code"] == "source_not_allowed"
+    direct = await client.post(URL, json=_alert(token))
+    assert direct.status_code == 403
+
+
+async def test_stale_alert_is_refused(strict_client: tuple[httpx.AsyncClient, Factory]) -> None:
+    client, factory = strict_client
+    token = await factory.webhook_token(await factory.user())
+    old = (datetime.now(UTC) - timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    response = await client.post(URL, json=_alert(token, timenow=old), headers=FROM_TRADINGVIEW)
+    assert response.status_code == 422
+    assert response.json()["error"]["field"] == "timenow"
+    fresh = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    response = await client.post(URL, json=_alert(token, timenow=fresh), headers=FROM_TRADINGVIEW)
+    assert response.status_code == 200
+
+
+async def test_alerts_are_kept_while_redis_is_down_and_queued_later(
+    settings: Settings, clean_state: None, secrets_seen: SecretsSeen, app: object
+) -> None:
+    assert settings.DATABASE_URL is not None
+    no_redis = make_settings(
+        settings.DATABASE_URL.get_secret_value(),
+        f"redis://127.0.0.1:{free_port()}/0",
+        settings.LOCAL_DIR,
+    )
+    async with running_app(no_redis) as broken, http_client(broken) as client:
+        factory = Factory(broken, secrets_seen)
+        token = await factory.webhook_token(await factory.user())
+        response = await client.post(URL, json=_alert(token))
+    assert response.status_code == 200
+    assert response.json()["status"] == "queued"
+
+    healthy = app.state  # type: ignore[attr-defined]
+    async with healthy.sessionmaker() as session:
+        stored = await session.scalar(select(TradingSignal.status))
+        assert stored == "queued"  # committed although Redis was unreachable
+        await session.execute(
+            update(TradingSignal).values(created_at=datetime.now(UTC) - timedelta(minutes=1))
+        )
+        await session.commit()
+    assert await sweep_once(healthy.redis, healthy.sessionmaker) == 1
+    await queue.ensure_group(healthy.redis)
+    (bell,) = await queue.read(healthy.redis, "test-consumer", count=10, block_ms=100)
+    assert str(bell.signal_id) == response.json()["signal_id"]

@@ -72,8 +72,10 @@ async def test_user_token_and_dev_token_round_trip(cli: Any, client: httpx.Async
     assert me.status_code == 200
     assert me.json()["id"] == user_id
 
-    alert = {"token": issued["token"], "action": "long_entry", "symbol": "ETHUSDT"}
-    assert (await client.post("/api/webhooks/tradingview", json=alert)).status_code == 501
+    alert = {"token": issued["token"], "action": "short_exit", "symbol": "ETHUSDT"}
+    accepted = await client.post("/api/webhooks/tradingview", json=alert)
+    assert accepted.status_code == 200
+    assert accepted.json()["status"] == "queued"
 
     revoked = cli("tokens", "revoke", issued["id"])
     assert revoked["id"] == issued["id"]

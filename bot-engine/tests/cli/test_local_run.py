@@ -107,6 +107,18 @@ def _curl_alert(output: str) -> tuple[str, dict[str, object]]:
     return url, json.loads(argv[argv.index("-d") + 1])
 
 
+def _until_terminal(url: str, signal_id: str, auth: dict[str, str]) -> dict[str, object]:
+    deadline = time.monotonic() + 20
+    while True:
+        signal: dict[str, object] = httpx.get(
+            f"{url}/api/signals/{signal_id}", headers=auth, timeout=5
+        ).json()
+        if signal["status"] not in ("queued", "executing"):
+            return signal
+        assert time.monotonic() < deadline, signal
+        time.sleep(0.05)
+
+
 @pytest.fixture
 def ports() -> tuple[int, int, int]:
     return free_port(), free_port(), free_port()
@@ -127,7 +139,15 @@ def test_make_run_flow(
         url, alert = _curl_alert(engine.output)
         assert alert["token"] == token
         response = httpx.post(url, json=alert, timeout=5)
-        assert response.status_code == 501, response.text  # the route is reached and authenticates
+        assert response.status_code == 200, response.text
+        assert response.json()["status"] == "queued"
+        access = _banner_value(engine.output, r"Access token[^\n]*\n")
+        secrets_seen.add(access)
+        auth = {"Authorization": f"Bearer {access}"}
+        signal = _until_terminal(engine.url, response.json()["signal_id"], auth)
+        assert signal["status"] == "executed", signal
+        positions = httpx.get(f"{engine.url}/api/positions?status=open", headers=auth).json()
+        assert [p["symbol"] for p in positions["items"]] == ["BTCUSDT"]
         user_id = _banner_value(engine.output, "Demo user id")
     finally:
         code = engine.interrupt()

@@ -1,0 +1,93 @@
+"""The caller's signals and trades: filtered, cursor-paginated listings and single items.
+
+Every query is scoped to the caller; another user's id is answered 404 like a missing one.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from sqlalchemy import select
+
+from app.api.deps import CurrentUser
+from app.api.pagination import MAX_LIMIT, page, to_page
+from app.core.database import SessionDep
+from app.core.errors import NotFound
+from app.models import RealTrade, TradingSignal
+from app.schemas.trading import Page, SignalOut, TradeOut
+
+router = APIRouter(prefix="/api", tags=["history"])
+
+Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
+
+
+@router.get("/signals", response_model=Page[SignalOut], summary="My signals, newest first")
+async def list_signals(
+    user: CurrentUser,
+    session: SessionDep,
+    symbol: str | None = None,
+    status: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: Limit = 50,
+    cursor: str | None = None,
+) -> Page[SignalOut]:
+    query = select(TradingSignal).where(TradingSignal.user_id == user.id)
+    if symbol:
+        query = query.where(TradingSignal.symbol == symbol.upper())
+    if status:
+        query = query.where(TradingSignal.status == status)
+    if since:
+        query = query.where(TradingSignal.created_at >= since)
+    if until:
+        query = query.where(TradingSignal.created_at < until)
+    statement = page(query, TradingSignal.created_at, TradingSignal.id, cursor=cursor, limit=limit)
+    rows = (await session.scalars(statement)).all()
+    return to_page(rows, limit, SignalOut)
+
+
+@router.get("/signals/{signal_id}", response_model=SignalOut, summary="One of my signals")
+async def get_signal(signal_id: uuid.UUID, user: CurrentUser, session: SessionDep) -> SignalOut:
+    row = await session.get(TradingSignal, signal_id)
+    if row is None or row.user_id != user.id:
+        raise NotFound("signal not found", field="signal_id")
+    return SignalOut.model_validate(row)
+
+
+@router.get("/trades", response_model=Page[TradeOut], summary="My trades (orders), newest first")
+async def list_trades(
+    user: CurrentUser,
+    session: SessionDep,
+    symbol: str | None = None,
+    status: str | None = None,
+    signal_id: uuid.UUID | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: Limit = 50,
+    cursor: str | None = None,
+) -> Page[TradeOut]:
+    query = select(RealTrade).where(RealTrade.user_id == user.id)
+    if symbol:
+        query = query.where(RealTrade.symbol == symbol.upper())
+    if status:
+        query = query.where(RealTrade.status == status)
+    if signal_id:
+        query = query.where(RealTrade.signal_id == signal_id)
+    if since:
+        query = query.where(RealTrade.created_at >= since)
+    if until:
+        query = query.where(RealTrade.created_at < until)
+    statement = page(query, RealTrade.created_at, RealTrade.id, cursor=cursor, limit=limit)
+    rows = (await session.scalars(statement)).all()
+    return to_page(rows, limit, TradeOut)
+
+
+@router.get("/trades/{trade_id}", response_model=TradeOut, summary="One of my trades")
+async def get_trade(trade_id: uuid.UUID, user: CurrentUser, session: SessionDep) -> TradeOut:
+    row = await session.get(RealTrade, trade_id)
+    if row is None or row.user_id != user.id:
+        raise NotFound("trade not found", field="trade_id")
+    return TradeOut.model_validate(row)

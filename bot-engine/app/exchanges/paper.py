@@ -1,0 +1,973 @@
+"""The paper exchange: a simulated USDT-margined futures account (linear perpetuals, one-way
+mode, cross margin) kept in PostgreSQL, so it survives restarts and several engine processes
+share it safely.
+
+What it simulates, and how:
+- Prices come from a `PriceFeed`. The feed price is the mark price (unrealised PnL, margin).
+- Market orders (and the triggered stop / take-profit orders, which are market orders once
+  triggered) fill at once at the feed price moved against the taker by `slippage_percent`
+  (a buy pays more, a sell gets less), rounded to the market's tick, again against the taker.
+  A limit order that is marketable when placed fills the same way but never beyond its limit;
+  otherwise it rests, and fills at its limit price once the price reaches it.
+- Every fill pays `taker_fee_rate` x notional, taken from the wallet. Orders fill completely
+  (the paper exchange has no order book depth to partially fill against).
+- Positions are net per symbol: a fill against a position reduces, closes or flips it. A fill
+  that closes quantity realises (exit - entry) x quantity for a long, the reverse for a short,
+  into the wallet. `Order.realized_pnl` is that amount, fees excluded; `Order.fee` is the fee.
+- Margin: initial margin = mark notional / leverage, for positions and for resting
+  non-reduce-only limit orders (at their limit price). Available = wallet + unrealised PnL -
+  initial margin. An order that opens or increases exposure is refused with
+  `InsufficientFunds` when, after its fill (fee and slippage included), available would be
+  negative. Stop and take-profit orders reserve nothing; they are checked when they trigger
+  and become REJECTED if the margin is not there then.
+- Reduce-only orders never increase a position: their quantity is capped to the position's
+  size when they fill (the stored quantity becomes the capped one); placing one with no
+  position to reduce is refused, and resting ones are canceled as soon as the position they
+  would reduce is closed or flipped.
+- Conditional orders rest until `process_price` (or `process_all_accounts`, which the
+  trigger worker calls every second) sees their trigger crossed.
+- Leverage is set per symbol (default 1x, so an engine that forgets to set it cannot trade
+  at a leverage nobody chose). There is no liquidation and no funding.
+
+Money and prices are Decimals quantised to 8 decimal places (banker's rounding, the
+database's NUMERIC(20, 8)); fill prices are on the market's tick. Every public method is one
+transaction that first locks the account row (`FOR UPDATE`, `FOR SHARE` for reads), so
+concurrent calls on one account are serialised and the books always balance:
+wallet = starting balance + sum(realised PnL) - sum(fees).
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import AsyncIterator, Iterable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.exchanges.base import (
+    QUOTE_ASSET,
+    Balance,
+    ExchangeAdapter,
+    MarketInfo,
+    Order,
+    OrderRequest,
+    OrderSide,
+    OrderStatus,
+    OrderType,
+    Position,
+)
+from app.exchanges.errors import InsufficientFunds, OrderNotFound, OrderRejected
+from app.exchanges.price_feed import PriceFeed
+from app.exchanges.symbols import PAPER_MARKETS, paper_market
+from app.logging.logger import get_logger
+from app.models.paper import (
+    PAPER_WORKING_STATUSES,
+    PaperAccount,
+    PaperLeverage,
+    PaperOrder,
+    PaperPosition,
+)
+
+log = get_logger("exchange.paper")
+
+EXCHANGE_NAME = "paper"
+MONEY = Decimal("0.00000001")  # NUMERIC(20, 8)
+DEFAULT_LEVERAGE = 1
+# Binance's rule for client order ids. Enforced here so that ids a real exchange would
+# refuse are caught while paper trading.
+_CLIENT_ORDER_ID = re.compile(r"^[.A-Z:/a-z0-9_-]{1,36}$")
+_UNIQUE_CLIENT_ID = "uq_paper_orders_account_id_client_order_id"
+_TRIGGER_TYPES = (OrderType.STOP_MARKET, OrderType.TAKE_PROFIT_MARKET)
+_WORKING = frozenset(PAPER_WORKING_STATUSES)
+
+
+def _money(value: Decimal) -> Decimal:
+    return value.quantize(MONEY)
+
+
+def _shown(value: Decimal) -> str:
+    """A Decimal for a sentence: no exponent, no trailing zeros."""
+    return f"{value.normalize():f}"
+
+
+# --------------------------------------------------------------------------- position math
+
+
+@dataclass(frozen=True)
+class _Net:
+    """A net position as numbers: `size` > 0 is long, < 0 short (never 0)."""
+
+    size: Decimal
+    entry: Decimal
+    leverage: int
+
+    @property
+    def side(self) -> str:
+        return "long" if self.size > 0 else "short"
+
+
+@dataclass(frozen=True)
+class _Fill:
+    after: _Net | None  # the position once the fill is applied; None when flat
+    realized: Decimal  # PnL of the quantity closed, fees excluded
+    opened: Decimal  # quantity that opened or increased exposure
+
+
+def _apply_fill(net: _Net | None, signed_qty: Decimal, price: Decimal, leverage: int) -> _Fill:
+    """The effect of filling `signed_qty` (> 0 buys, < 0 sells) at `price` on `net`."""
+    if net is None:
+        return _Fill(_Net(signed_qty, price, leverage), Decimal(0), abs(signed_qty))
+    if (net.size > 0) == (signed_qty > 0):
+        size = net.size + signed_qty
+        entry = _money((abs(net.size) * net.entry + abs(signed_qty) * price) / abs(size))
+        return _Fill(replace(net, size=size, entry=entry), Decimal(0), abs(signed_qty))
+    closed = min(abs(net.size), abs(signed_qty))
+    direction = 1 if net.size > 0 else -1
+    realized = _money((price - net.entry) * closed * direction)
+    size = net.size + signed_qty
+    after: _Net | None
+    if size == 0:
+        after = None
+    elif (size > 0) == (net.size > 0):
+        after = replace(net, size=size)
+    else:  # flipped: the remainder opens a new position at the fill price
+        after = _Net(size, price, leverage)
+    return _Fill(after, realized, abs(signed_qty) - closed)
+
+
+def _signed(side: str, quantity: Decimal) -> Decimal:
+    return quantity if side == OrderSide.BUY else -quantity
+
+
+def _reduces(side: str, net: _Net | None) -> bool:
+    """Whether an order of `side` reduces the position `net`."""
+    return net is not None and (net.size > 0) == (side == OrderSide.SELL)
+
+
+def _triggered(row: PaperOrder, price: Decimal) -> bool:
+    """Whether the price `price` triggers (or reaches) the resting order `row`."""
+    buy = row.side == OrderSide.BUY
+    if row.type == OrderType.LIMIT:
+        assert row.price is not None
+        return price <= row.price if buy else price >= row.price
+    assert row.stop_price is not None
+    if row.type == OrderType.STOP_MARKET:  # stops fire when the price moves against you
+        return price >= row.stop_price if buy else price <= row.stop_price
+    return price <= row.stop_price if buy else price >= row.stop_price  # take-profit
+
+
+def _to_order(row: PaperOrder) -> Order:
+    return Order(
+        order_id=str(row.id),
+        client_order_id=row.client_order_id,
+        symbol=row.symbol,
+        side=OrderSide(row.side),
+        type=OrderType(row.type),
+        status=OrderStatus(row.status),
+        quantity=row.quantity,
+        filled_quantity=row.filled_quantity,
+        avg_fill_price=row.avg_fill_price,
+        fee=row.fee,
+        fee_currency=QUOTE_ASSET,
+        price=row.price,
+        stop_price=row.stop_price,
+        reduce_only=row.reduce_only,
+        realized_pnl=row.realized_pnl,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+# --------------------------------------------------------------------------- the account
+
+
+@dataclass
+class _Book:
+    """One account's state, loaded inside a transaction that holds the account's lock."""
+
+    account: PaperAccount
+    positions: dict[str, PaperPosition]
+    working: list[PaperOrder]  # orders still working, oldest first
+    leverage: dict[str, int]
+    marks: dict[str, Decimal] = field(default_factory=dict)
+
+    def net(self, symbol: str) -> _Net | None:
+        row = self.positions.get(symbol)
+        if row is None:
+            return None
+        size = row.quantity if row.side == "long" else -row.quantity
+        return _Net(size, row.entry_price, row.leverage)
+
+    def nets(self) -> dict[str, _Net]:
+        return {symbol: net for symbol in self.positions if (net := self.net(symbol))}
+
+    def leverage_for(self, symbol: str) -> int:
+        return self.leverage.get(symbol, DEFAULT_LEVERAGE)
+
+    def unrealized(self, nets: Mapping[str, _Net]) -> Decimal:
+        return sum(
+            ((self.marks[symbol] - net.entry) * net.size for symbol, net in nets.items()),
+            start=Decimal(0),
+        )
+
+    def position_margin(self, nets: Mapping[str, _Net]) -> Decimal:
+        return sum(
+            (abs(net.size) * self.marks[symbol] / net.leverage for symbol, net in nets.items()),
+            start=Decimal(0),
+        )
+
+    def order_margin(self, excluding: PaperOrder | None = None) -> Decimal:
+        """Initial margin held by resting limit orders that may increase exposure."""
+        total = Decimal(0)
+        for row in self.working:
+            if row is excluding or row.status not in _WORKING:
+                continue
+            if row.type == OrderType.LIMIT and not row.reduce_only and row.price is not None:
+                remaining = row.quantity - row.filled_quantity
+                total += remaining * row.price / self.leverage_for(row.symbol)
+        return total
+
+    def available(
+        self, nets: Mapping[str, _Net], wallet: Decimal, excluding: PaperOrder | None = None
+    ) -> Decimal:
+        """Margin left for new exposure: wallet + unrealised PnL - initial margin."""
+        return (
+            wallet
+            + self.unrealized(nets)
+            - self.position_margin(nets)
+            - self.order_margin(excluding)
+        )
+
+
+class PaperExchange(ExchangeAdapter):
+    """A paper futures account; see the module docstring for what it simulates."""
+
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        account_id: str,
+        feed: PriceFeed,
+        *,
+        starting_balance: Decimal,
+        taker_fee_rate: Decimal = Decimal("0.0004"),
+        slippage_percent: Decimal = Decimal("0.05"),
+    ) -> None:
+        if not account_id or len(account_id) > 255:
+            raise ValueError("account_id must be 1 to 255 characters")
+        for label, value in (
+            ("starting_balance", starting_balance),
+            ("taker_fee_rate", taker_fee_rate),
+            ("slippage_percent", slippage_percent),
+        ):
+            if not isinstance(value, Decimal) or not value.is_finite() or value < 0:
+                raise ValueError(f"{label} must be a Decimal >= 0, got {value!r}")
+        self.account_id = account_id
+        self._sessionmaker = sessionmaker
+        self._feed = feed
+        self._starting_balance = _money(starting_balance)
+        self._fee_rate = taker_fee_rate
+        self._slippage = slippage_percent / 100
+
+    @property
+    def name(self) -> str:
+        return EXCHANGE_NAME
+
+    # ----------------------------------------------------------------------- markets, prices
+
+    async def market(self, symbol: str) -> MarketInfo:
+        return self._market(symbol)
+
+    async def get_ticker_price(self, symbol: str) -> Decimal:
+        self._market(symbol)
+        return await self._feed.price(symbol)
+
+    async def validate_credentials(self) -> bool:
+        return True  # nothing to validate: the account is created on first use
+
+    async def close(self) -> None:
+        return None  # the sessionmaker and the feed belong to the caller
+
+    # ----------------------------------------------------------------------- orders
+
+    async def create_order(self, req: OrderRequest) -> Order:
+        market = self._market(req.symbol)
+        _check_shape(req, market)
+        try:
+            order, canceled = await self._place(req, market)
+        except IntegrityError as exc:
+            # Two placements with one client id raced past the lock (cannot happen while
+            # every writer locks the account first); the unique constraint decided.
+            if _UNIQUE_CLIENT_ID not in str(exc.orig):
+                raise
+            existing = await self._order_by_client_id(req.client_order_id)
+            if existing is None:
+                raise
+            return existing
+        self._log_order(order, canceled)
+        return order
+
+    async def cancel_order(
+        self, symbol: str, *, order_id: str | None = None, client_order_id: str | None = None
+    ) -> Order:
+        self._market(symbol)
+        _one_id(order_id, client_order_id)
+        async with self._transaction() as session:
+            await self._lock_account(session, exclusive=True)
+            row = await self._find_order(session, symbol, order_id, client_order_id)
+            if row is None:
+                which = f"id {order_id}" if order_id else f"client id {client_order_id}"
+                raise OrderNotFound(f"no {symbol} order with {which} on this paper account")
+            if row.status in _WORKING:
+                row.status = OrderStatus.CANCELED.value
+                await session.flush()
+                log.info("paper_order_canceled", account_id=self.account_id, order_id=str(row.id))
+            return _to_order(row)
+
+    async def get_order(
+        self, symbol: str, *, order_id: str | None = None, client_order_id: str | None = None
+    ) -> Order | None:
+        self._market(symbol)
+        _one_id(order_id, client_order_id)
+        async with self._transaction() as session:
+            await self._lock_account(session, exclusive=False)
+            row = await self._find_order(session, symbol, order_id, client_order_id)
+            return None if row is None else _to_order(row)
+
+    async def get_open_orders(self, symbol: str | None = None) -> list[Order]:
+        if symbol is not None:
+            self._market(symbol)
+        async with self._transaction() as session:
+            account = await self._lock_account(session, exclusive=False)
+            book = await self._load_book(session, account)
+            return [_to_order(r) for r in book.working if symbol is None or r.symbol == symbol]
+
+    async def process_price(self, symbol: str, price: Decimal) -> list[Order]:
+        """Fill this account's resting orders on `symbol` that `price` triggers or reaches;
+        return the orders filled. Reduce-only orders with nothing left to reduce are
+        canceled instead, and triggered orders the margin cannot cover are rejected."""
+        market = self._market(symbol)
+        if not isinstance(price, Decimal) or not price.is_finite() or price <= 0:
+            raise ValueError(f"price must be a positive Decimal, got {price!r}")
+        filled: list[PaperOrder] = []
+        canceled: list[PaperOrder] = []
+        rejected: list[PaperOrder] = []
+        async with self._transaction() as session:
+            account = await self._lock_account(session, exclusive=True)
+            book = await self._load_book(
+                session, account, marks_for=(symbol,), known={symbol: price}
+            )
+            for row in [r for r in book.working if r.symbol == symbol]:
+                if row.status not in _WORKING or not _triggered(row, price):
+                    continue
+                quantity = row.quantity - row.filled_quantity
+                if row.reduce_only:
+                    net = book.net(symbol)
+                    if net is None or not _reduces(row.side, net):
+                        row.status = OrderStatus.CANCELED.value
+                        canceled.append(row)
+                        continue
+                    quantity = min(quantity, abs(net.size))
+                    row.quantity = row.filled_quantity + quantity
+                if row.type == OrderType.LIMIT:
+                    assert row.price is not None
+                    fill_price = row.price  # it rested on the book at that price
+                else:
+                    fill_price = self._taker_price(market, row.side, price)
+                try:
+                    await self._fill(session, book, row, quantity, fill_price)
+                except InsufficientFunds:
+                    row.status = OrderStatus.REJECTED.value
+                    rejected.append(row)
+                    continue
+                filled.append(row)
+                canceled.extend(self._cancel_orphans(book, symbol))
+            await session.flush()
+            orders = [_to_order(r) for r in filled]
+        for order in orders:
+            self._log_order(order, [])
+        for row in canceled:
+            log.info("paper_order_canceled", account_id=self.account_id, order_id=str(row.id))
+        for row in rejected:
+            log.warning(
+                "paper_order_rejected_at_trigger",
+                account_id=self.account_id,
+                order_id=str(row.id),
+                reason="insufficient_margin",
+            )
+        return orders
+
+    # ----------------------------------------------------------------------- account state
+
+    async def get_positions(self) -> list[Position]:
+        async with self._transaction() as session:
+            account = await self._lock_account(session, exclusive=False)
+            book = await self._load_book(session, account, with_marks=True)
+        return [self._position(book, symbol) for symbol in sorted(book.positions)]
+
+    async def get_position(self, symbol: str) -> Position | None:
+        self._market(symbol)
+        async with self._transaction() as session:
+            account = await self._lock_account(session, exclusive=False)
+            book = await self._load_book(session, account, with_marks=True)
+        return self._position(book, symbol) if symbol in book.positions else None
+
+    async def get_balances(self) -> list[Balance]:
+        """One USDT balance: `total` is the margin balance (wallet + unrealised PnL, i.e. the
+        equity), `locked` the initial margin of positions and resting orders, `free` what
+        is left for new positions (never below 0)."""
+        async with self._transaction() as session:
+            account = await self._lock_account(session, exclusive=False)
+            book = await self._load_book(session, account, with_marks=True)
+        nets = book.nets()
+        total = _money(account.wallet_balance + book.unrealized(nets))
+        locked = _money(book.position_margin(nets) + book.order_margin())
+        free = max(total - locked, Decimal(0))
+        return [Balance(asset=QUOTE_ASSET, free=free, locked=locked, total=total)]
+
+    async def get_equity(self) -> Decimal:
+        async with self._transaction() as session:
+            account = await self._lock_account(session, exclusive=False)
+            book = await self._load_book(session, account, with_marks=True)
+        return _money(account.wallet_balance + book.unrealized(book.nets()))
+
+    async def get_wallet_balance(self) -> Decimal:
+        """Deposits + realised PnL - fees, in USDT (paper-only; equity minus unrealised)."""
+        async with self._transaction() as session:
+            account = await self._lock_account(session, exclusive=False)
+            return account.wallet_balance
+
+    async def set_leverage(self, symbol: str, leverage: int) -> None:
+        market = self._market(symbol)
+        if isinstance(leverage, bool) or not isinstance(leverage, int):
+            raise TypeError(f"leverage must be an int, got {type(leverage).__name__}")
+        if not 1 <= leverage <= market.max_leverage:
+            raise OrderRejected(
+                f"leverage {leverage}x is not allowed for {symbol}:"
+                f" choose 1 to {market.max_leverage}",
+                code="invalid_leverage",
+            )
+        async with self._transaction() as session:
+            account = await self._lock_account(session, exclusive=True)
+            book = await self._load_book(session, account, with_marks=True)
+            previous = book.leverage_for(symbol)
+            book.leverage[symbol] = leverage
+            net = book.net(symbol)
+            if net is not None and leverage < previous:
+                nets = book.nets() | {symbol: replace(net, leverage=leverage)}
+                available = book.available(nets, account.wallet_balance)
+                if available < 0:
+                    raise InsufficientFunds(
+                        f"lowering {symbol} leverage to {leverage}x needs"
+                        f" {_shown(-available.quantize(Decimal('0.01')))} USDT more margin"
+                        " than the account has available",
+                        code="insufficient_margin",
+                    )
+            upsert = pg_insert(PaperLeverage).values(
+                account_id=self.account_id, symbol=symbol, leverage=leverage
+            )
+            await session.execute(
+                upsert.on_conflict_do_update(
+                    index_elements=[PaperLeverage.account_id, PaperLeverage.symbol],
+                    set_={"leverage": upsert.excluded.leverage},
+                )
+            )
+            if symbol in book.positions:
+                book.positions[symbol].leverage = leverage
+
+    # ----------------------------------------------------------------------- internals
+
+    def _market(self, symbol: str) -> MarketInfo:
+        market = paper_market(symbol)
+        if market is None:
+            raise OrderRejected(
+                f"unknown symbol {symbol!r}: the paper exchange lists {', '.join(PAPER_MARKETS)}",
+                code="unknown_symbol",
+            )
+        return market
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[AsyncSession]:
+        async with self._sessionmaker() as session, session.begin():
+            yield session
+
+    async def _lock_account(self, session: AsyncSession, *, exclusive: bool) -> PaperAccount:
+        """Create the account on first use, then lock its row for this transaction."""
+        await session.execute(
+            pg_insert(PaperAccount)
+            .values(account_id=self.account_id, wallet_balance=self._starting_balance)
+            .on_conflict_do_nothing(index_elements=[PaperAccount.account_id])
+        )
+        query = (
+            select(PaperAccount)
+            .where(PaperAccount.account_id == self.account_id)
+            .with_for_update(read=not exclusive)
+        )
+        return (await session.execute(query)).scalar_one()
+
+    async def _load_book(
+        self,
+        session: AsyncSession,
+        account: PaperAccount,
+        *,
+        with_marks: bool = False,
+        marks_for: Iterable[str] = (),
+        known: Mapping[str, Decimal] | None = None,
+    ) -> _Book:
+        """The account's positions, working orders and leverage settings; with the mark
+        price of every position (and of `marks_for`) when marks are needed."""
+        positions = (
+            await session.scalars(
+                select(PaperPosition).where(PaperPosition.account_id == self.account_id)
+            )
+        ).all()
+        working = (
+            await session.scalars(
+                select(PaperOrder)
+                .where(
+                    PaperOrder.account_id == self.account_id,
+                    PaperOrder.status.in_(PAPER_WORKING_STATUSES),
+                )
+                .order_by(PaperOrder.created_at, PaperOrder.id)
+            )
+        ).all()
+        leverage = (
+            await session.execute(
+                select(PaperLeverage.symbol, PaperLeverage.leverage).where(
+                    PaperLeverage.account_id == self.account_id
+                )
+            )
+        ).all()
+        book = _Book(
+            account=account,
+            positions={row.symbol: row for row in positions},
+            working=list(working),
+            leverage={symbol: value for symbol, value in leverage},
+        )
+        wanted = set(marks_for)
+        if with_marks or wanted:
+            wanted |= set(book.positions)
+        for symbol in sorted(wanted):
+            price = (known or {}).get(symbol)
+            book.marks[symbol] = price if price is not None else await self._feed.price(symbol)
+        return book
+
+    async def _place(self, req: OrderRequest, market: MarketInfo) -> tuple[Order, list[PaperOrder]]:
+        """Create the order in one transaction; return it and the orders it canceled."""
+        async with self._transaction() as session:
+            account = await self._lock_account(session, exclusive=True)
+            existing = await session.scalar(
+                select(PaperOrder).where(
+                    PaperOrder.account_id == self.account_id,
+                    PaperOrder.client_order_id == req.client_order_id,
+                )
+            )
+            if existing is not None:
+                log.info(
+                    "paper_order_replayed",
+                    account_id=self.account_id,
+                    client_order_id=req.client_order_id,
+                    order_id=str(existing.id),
+                )
+                return _to_order(existing), []
+
+            book = await self._load_book(session, account, marks_for=(req.symbol,))
+            mark = book.marks[req.symbol]
+            net = book.net(req.symbol)
+            _check_against_market(req, market, mark, net)
+
+            fill_price = self._immediate_fill_price(req, market, mark)
+            quantity = req.quantity
+            if req.reduce_only and fill_price is not None:
+                # Filling now: no more than the position. (Resting reduce-only orders keep
+                # their size and are capped when they fill.)
+                assert net is not None  # _check_against_market refused the order otherwise
+                quantity = min(quantity, abs(net.size))
+            row = PaperOrder(
+                id=uuid.uuid4(),
+                account_id=self.account_id,
+                client_order_id=req.client_order_id,
+                symbol=req.symbol,
+                side=req.side.value,
+                type=req.type.value,
+                status=OrderStatus.OPEN.value,
+                quantity=quantity,
+                filled_quantity=Decimal(0),
+                price=req.price,
+                stop_price=req.stop_price,
+                reduce_only=req.reduce_only,
+                fee=Decimal(0),
+                realized_pnl=Decimal(0),
+            )
+            canceled: list[PaperOrder] = []
+            if fill_price is not None:
+                await self._fill(session, book, row, quantity, fill_price)
+                session.add(row)
+                canceled = self._cancel_orphans(book, req.symbol)
+            else:
+                self._check_resting_margin(book, row)
+                session.add(row)
+            await session.flush()
+            return _to_order(row), canceled
+
+    def _immediate_fill_price(
+        self, req: OrderRequest, market: MarketInfo, mark: Decimal
+    ) -> Decimal | None:
+        """The price the order fills at now, or None when it rests."""
+        if req.type == OrderType.MARKET:
+            return self._taker_price(market, req.side, mark)
+        if req.type == OrderType.LIMIT:
+            assert req.price is not None
+            taker = self._taker_price(market, req.side, mark)
+            if req.side == OrderSide.BUY and req.price >= mark:
+                return min(req.price, taker)
+            if req.side == OrderSide.SELL and req.price <= mark:
+                return max(req.price, taker)
+        return None
+
+    def _taker_price(self, market: MarketInfo, side: str, reference: Decimal) -> Decimal:
+        """`reference` moved by the slippage against the taker, on the tick, rounded against
+        the taker too."""
+        if side == OrderSide.BUY:
+            return market.ceil_price(reference * (1 + self._slippage))
+        return max(market.floor_price(reference * (1 - self._slippage)), market.price_step)
+
+    def _check_resting_margin(self, book: _Book, row: PaperOrder) -> None:
+        if row.type != OrderType.LIMIT or row.reduce_only:
+            return
+        assert row.price is not None
+        leverage = book.leverage_for(row.symbol)
+        needed = row.quantity * row.price / leverage
+        available = book.available(book.nets(), book.account.wallet_balance)
+        if needed > available:
+            raise InsufficientFunds(
+                _margin_reason(row, row.quantity, row.price, leverage, needed, available),
+                code="insufficient_margin",
+            )
+
+    async def _fill(
+        self,
+        session: AsyncSession,
+        book: _Book,
+        row: PaperOrder,
+        quantity: Decimal,
+        price: Decimal,
+    ) -> None:
+        """Fill `quantity` of `row` at `price`: position, wallet and order updated together.
+        Raises InsufficientFunds, changing nothing, when the margin does not cover it."""
+        symbol = row.symbol
+        leverage = book.leverage_for(symbol)
+        fill = _apply_fill(book.net(symbol), _signed(row.side, quantity), price, leverage)
+        fee = _money(quantity * price * self._fee_rate)
+        wallet = book.account.wallet_balance + fill.realized - fee
+        if fill.opened > 0:
+            nets = book.nets()
+            nets.pop(symbol, None)
+            if fill.after is not None:
+                nets[symbol] = fill.after
+            available = book.available(nets, wallet, excluding=row)
+            if available < 0:
+                mark = book.marks[symbol]
+                needed = fill.opened * mark / leverage
+                raise InsufficientFunds(
+                    _margin_reason(row, fill.opened, mark, leverage, needed, available + needed),
+                    code="insufficient_margin",
+                )
+
+        book.account.wallet_balance = _money(wallet)
+        await self._store_position(session, book, symbol, fill.after)
+        row.status = OrderStatus.FILLED.value
+        row.filled_quantity += quantity
+        row.avg_fill_price = price
+        row.fee += fee
+        row.realized_pnl += fill.realized
+
+    async def _store_position(
+        self, session: AsyncSession, book: _Book, symbol: str, net: _Net | None
+    ) -> None:
+        row = book.positions.get(symbol)
+        if net is None:
+            if row is not None:
+                await session.delete(row)
+                del book.positions[symbol]
+        elif row is None:
+            book.positions[symbol] = PaperPosition(
+                account_id=self.account_id,
+                symbol=symbol,
+                side=net.side,
+                quantity=abs(net.size),
+                entry_price=net.entry,
+                leverage=net.leverage,
+            )
+            session.add(book.positions[symbol])
+        else:
+            row.side = net.side
+            row.quantity = abs(net.size)
+            row.entry_price = net.entry
+            row.leverage = net.leverage
+        # A position closed and reopened within one transaction must hit the table in
+        # that order (a flush runs inserts before deletes).
+        await session.flush()
+
+    def _cancel_orphans(self, book: _Book, symbol: str) -> list[PaperOrder]:
+        """Cancel working reduce-only orders of `symbol` that have nothing left to reduce."""
+        net = book.net(symbol)
+        orphans = [
+            row
+            for row in book.working
+            if row.symbol == symbol
+            and row.reduce_only
+            and row.status in _WORKING
+            and not _reduces(row.side, net)
+        ]
+        for row in orphans:
+            row.status = OrderStatus.CANCELED.value
+        return orphans
+
+    async def _find_order(
+        self,
+        session: AsyncSession,
+        symbol: str,
+        order_id: str | None,
+        client_order_id: str | None,
+    ) -> PaperOrder | None:
+        query = select(PaperOrder).where(
+            PaperOrder.account_id == self.account_id, PaperOrder.symbol == symbol
+        )
+        if order_id is not None:
+            try:
+                query = query.where(PaperOrder.id == uuid.UUID(order_id))
+            except ValueError:
+                return None  # not an id this exchange ever issued
+        else:
+            query = query.where(PaperOrder.client_order_id == client_order_id)
+        return await session.scalar(query)
+
+    async def _order_by_client_id(self, client_order_id: str) -> Order | None:
+        async with self._transaction() as session:
+            row = await session.scalar(
+                select(PaperOrder).where(
+                    PaperOrder.account_id == self.account_id,
+                    PaperOrder.client_order_id == client_order_id,
+                )
+            )
+            return None if row is None else _to_order(row)
+
+    def _position(self, book: _Book, symbol: str) -> Position:
+        net = book.net(symbol)
+        assert net is not None
+        mark = book.marks[symbol]
+        return Position(
+            symbol=symbol,
+            side=net.side,
+            quantity=abs(net.size),
+            entry_price=net.entry,
+            mark_price=mark,
+            unrealized_pnl=_money((mark - net.entry) * net.size),
+            leverage=net.leverage,
+            liquidation_price=None,  # no liquidation engine
+            margin=_money(abs(net.size) * mark / net.leverage),
+        )
+
+    def _log_order(self, order: Order, canceled: list[PaperOrder]) -> None:
+        log.info(
+            "paper_order_filled" if order.status == OrderStatus.FILLED else "paper_order_placed",
+            account_id=self.account_id,
+            order_id=order.order_id,
+            client_order_id=order.client_order_id,
+            symbol=order.symbol,
+            side=order.side.value,
+            type=order.type.value,
+            quantity=order.quantity,
+            avg_fill_price=order.avg_fill_price,
+            fee=order.fee,
+            realized_pnl=order.realized_pnl,
+        )
+        for row in canceled:
+            log.info("paper_order_canceled", account_id=self.account_id, order_id=str(row.id))
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _one_id(order_id: str | None, client_order_id: str | None) -> None:
+    if (order_id is None) == (client_order_id is None):
+        raise ValueError("pass exactly one of order_id and client_order_id")
+
+
+def _reject(reason: str, code: str) -> OrderRejected:
+    return OrderRejected(reason, code=code)
+
+
+def _check_shape(req: OrderRequest, market: MarketInfo) -> None:
+    """Checks that need no price and no account state."""
+    symbol = market.symbol
+    if not _CLIENT_ORDER_ID.match(req.client_order_id):
+        raise _reject(
+            f"client order id {req.client_order_id!r} must be 1 to 36 characters of"
+            " letters, digits and . : / _ -",
+            "invalid_client_order_id",
+        )
+    if req.quantity <= 0:
+        raise _reject(f"quantity must be positive, got {_shown(req.quantity)}", "invalid_quantity")
+    if req.quantity < market.min_amount:
+        raise _reject(
+            f"quantity {_shown(req.quantity)} is below the minimum"
+            f" {_shown(market.min_amount)} for {symbol}",
+            "quantity_below_minimum",
+        )
+    if not market.is_amount_on_step(req.quantity):
+        raise _reject(
+            f"quantity {_shown(req.quantity)} is not a multiple of {symbol}'s step"
+            f" {_shown(market.amount_step)}",
+            "invalid_quantity_step",
+        )
+    if req.type == OrderType.LIMIT:
+        if req.price is None:
+            raise _reject("a limit order needs a price", "missing_price")
+    elif req.price is not None:
+        raise _reject(f"a {req.type.value} order takes no limit price", "unexpected_price")
+    if req.type in _TRIGGER_TYPES:
+        if req.stop_price is None:
+            raise _reject(f"a {req.type.value} order needs a stop_price", "missing_stop_price")
+    elif req.stop_price is not None:
+        raise _reject(f"a {req.type.value} order takes no stop_price", "unexpected_stop_price")
+    for label, price in (("price", req.price), ("stop_price", req.stop_price)):
+        if price is None:
+            continue
+        if price <= 0:
+            raise _reject(f"{label} must be positive, got {_shown(price)}", "invalid_price")
+        if not market.is_price_on_step(price):
+            raise _reject(
+                f"{label} {_shown(price)} is not a multiple of {symbol}'s tick"
+                f" {_shown(market.price_step)}",
+                "invalid_price_step",
+            )
+
+
+def _check_against_market(
+    req: OrderRequest, market: MarketInfo, mark: Decimal, net: _Net | None
+) -> None:
+    """Checks that need the current price or the position."""
+    symbol = market.symbol
+    if req.reduce_only:
+        if net is None:
+            raise _reject(
+                f"reduce-only order would open a position: there is no {symbol} position",
+                "reduce_only_rejected",
+            )
+        if not _reduces(req.side, net):
+            raise _reject(
+                f"reduce-only {req.side.value} would increase the {net.side} {symbol} position",
+                "reduce_only_rejected",
+            )
+    else:
+        reference = req.price or req.stop_price or mark
+        notional = req.quantity * reference
+        if notional < market.min_notional:
+            raise _reject(
+                f"order value {_shown(notional.quantize(Decimal('0.01')))} USDT"
+                f" ({_shown(req.quantity)} x {_shown(reference)}) is below the minimum"
+                f" {_shown(market.min_notional)} USDT for {symbol}",
+                "notional_below_minimum",
+            )
+    if req.type in _TRIGGER_TYPES:
+        assert req.stop_price is not None
+        buy = req.side == OrderSide.BUY
+        if req.type == OrderType.STOP_MARKET:
+            immediate = mark >= req.stop_price if buy else mark <= req.stop_price
+            where = "above" if buy else "below"
+        else:
+            immediate = mark <= req.stop_price if buy else mark >= req.stop_price
+            where = "below" if buy else "above"
+        if immediate:
+            raise _reject(
+                f"a {req.side.value} {req.type.value} at {_shown(req.stop_price)} would trigger"
+                f" immediately: {symbol} is at {_shown(mark)}, the trigger must be {where} it",
+                "would_immediately_trigger",
+            )
+
+
+def _margin_reason(
+    row: PaperOrder,
+    quantity: Decimal,
+    price: Decimal,
+    leverage: int,
+    needed: Decimal,
+    available: Decimal,
+) -> str:
+    cent = Decimal("0.01")
+    return (
+        f"insufficient margin: {row.side} {_shown(quantity)} {row.symbol} at {_shown(price)}"
+        f" needs {_shown(needed.quantize(cent))} USDT at {leverage}x leverage, but only"
+        f" {_shown(available.quantize(cent))} USDT is available"
+    )
+
+
+# --------------------------------------------------------------------------- trigger worker
+
+
+@dataclass(frozen=True)
+class TriggeredFill:
+    """An order `process_all_accounts` filled, and the account it belongs to."""
+
+    account_id: str
+    order: Order
+
+    @property
+    def symbol(self) -> str:
+        return self.order.symbol
+
+
+async def process_all_accounts(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    feed: PriceFeed,
+    *,
+    taker_fee_rate: Decimal = Decimal("0.0004"),
+    slippage_percent: Decimal = Decimal("0.05"),
+) -> list[TriggeredFill]:
+    """Check every account's resting orders against the feed's current prices (one price
+    per symbol for all accounts); return the orders filled, by account and symbol.
+
+    A failure on one account or symbol is logged and does not stop the others.
+    """
+    async with sessionmaker() as session:
+        pairs = (
+            await session.execute(
+                select(PaperOrder.account_id, PaperOrder.symbol)
+                .where(PaperOrder.status.in_(PAPER_WORKING_STATUSES))
+                .distinct()
+                .order_by(PaperOrder.account_id, PaperOrder.symbol)
+            )
+        ).all()
+    prices: dict[str, Decimal] = {}
+    for symbol in sorted({symbol for _, symbol in pairs}):
+        try:
+            prices[symbol] = await feed.price(symbol)
+        except Exception:
+            log.exception("paper_trigger_price_failed", symbol=symbol)
+    filled: list[TriggeredFill] = []
+    for account_id, symbol in pairs:
+        if symbol not in prices:
+            continue
+        # The account exists (it has orders), so the starting balance is never used.
+        exchange = PaperExchange(
+            sessionmaker,
+            account_id,
+            feed,
+            starting_balance=Decimal(0),
+            taker_fee_rate=taker_fee_rate,
+            slippage_percent=slippage_percent,
+        )
+        try:
+            orders = await exchange.process_price(symbol, prices[symbol])
+        except Exception:
+            log.exception("paper_trigger_failed", account_id=account_id, symbol=symbol)
+            continue
+        filled.extend(TriggeredFill(account_id, order) for order in orders)
+    return filled

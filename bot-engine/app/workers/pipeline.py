@@ -1,0 +1,99 @@
+"""The signal pipeline's workers, assembled for a worker runtime (API process or worker
+process): the queue consumer, the sweeper, and the paper exchange's order triggers."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from app.config import Settings
+from app.exchanges.factory import AdapterFactory
+from app.exchanges.paper import process_all_accounts
+from app.exchanges.price_feed import PriceFeed, SyntheticPriceFeed
+from app.logging.logger import get_logger
+from app.workers.runtime import WorkerRuntime
+from app.workers.signal_consumer import SignalConsumer, run_sweeper
+from app.workers.trade_executor import SignalExecutor
+
+log = get_logger("worker")
+
+TRIGGER_INTERVAL_S = 1.0
+
+
+@dataclass
+class Pipeline:
+    executor: SignalExecutor
+    consumer: SignalConsumer
+    adapters: AdapterFactory
+
+
+def build_pipeline(
+    settings: Settings,
+    engine: AsyncEngine,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    redis: Redis,
+    *,
+    consumer_name: str,
+    feed: PriceFeed | None = None,
+) -> Pipeline:
+    adapters = AdapterFactory(
+        settings, sessionmaker, feed or SyntheticPriceFeed(seed=settings.PAPER_PRICE_SEED)
+    )
+    executor = SignalExecutor(engine, sessionmaker, adapters)
+    consumer = SignalConsumer(
+        redis,
+        executor,
+        consumer_name=consumer_name,
+        concurrency=settings.WORKER_CONCURRENCY,
+        max_deliveries=settings.MAX_DELIVERIES,
+    )
+    return Pipeline(executor=executor, consumer=consumer, adapters=adapters)
+
+
+async def trigger_round(pipeline: Pipeline) -> int:
+    """Fill the resting paper orders the current prices trigger, then reconcile the trades and
+    positions they touched; how many orders were filled."""
+    adapters = pipeline.adapters
+    filled = await process_all_accounts(
+        adapters.sessionmaker,
+        adapters.paper_feed,
+        taker_fee_rate=adapters.settings.PAPER_TAKER_FEE_RATE,
+        slippage_percent=adapters.settings.DEFAULT_SLIPPAGE_PERCENT,
+    )
+    for account_id, symbol in sorted({(f.account_id, f.symbol) for f in filled}):
+        async with pipeline.executor.key_lock(account_id, symbol):
+            adapter = adapters.paper(account_id)
+            try:
+                await pipeline.executor.sync(adapter, account_id, "paper", symbol)
+            finally:
+                await adapter.close()
+    return len(filled)
+
+
+async def run_paper_triggers(pipeline: Pipeline) -> None:
+    """Every TRIGGER_INTERVAL_S, a trigger round (stop losses and take profits fire)."""
+    while True:
+        await asyncio.sleep(TRIGGER_INTERVAL_S)
+        try:
+            await trigger_round(pipeline)
+        except Exception as exc:  # the next round tries again
+            log.warning("paper_triggers_failed", error_type=type(exc).__name__)
+
+
+def install(
+    runtime: WorkerRuntime,
+    settings: Settings,
+    engine: AsyncEngine,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    redis: Redis,
+) -> Pipeline:
+    pipeline = build_pipeline(
+        settings, engine, sessionmaker, redis, consumer_name=runtime.worker_id
+    )
+    runtime.add("signals", pipeline.consumer.run)
+    runtime.add("sweeper", lambda: run_sweeper(redis, sessionmaker))
+    runtime.add("paper_triggers", lambda: run_paper_triggers(pipeline))
+    return pipeline

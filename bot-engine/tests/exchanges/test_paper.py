@@ -1,0 +1,764 @@
+"""The paper exchange against the real migrated PostgreSQL: fills, fees and slippage, net
+positions and realised PnL, reduce-only, idempotency (also under concurrency), rejections,
+margin, conditional orders, restarts.
+
+Prices come from a ManualPriceFeed; the default slippage is 0.05 % and the fee 0.04 %, so
+a market buy at 65000 fills at 65032.5 and a market sell at 64000 fills at 63968.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from app.core.database import create_sessionmaker
+from app.exchanges.base import Balance, Order, OrderRequest, OrderSide, OrderStatus, OrderType
+from app.exchanges.errors import (
+    InsufficientFunds,
+    OrderNotFound,
+    OrderRejected,
+)
+from app.exchanges.paper import PaperExchange, process_all_accounts
+from app.exchanges.price_feed import ManualPriceFeed
+from app.exchanges.symbols import PAPER_MARKETS, canonical_symbol, split_symbol
+from app.models import PaperAccount, PaperOrder, PaperPosition
+
+D = Decimal
+START = D("10000")
+FEE_RATE = D("0.0004")
+BUY, SELL = OrderSide.BUY, OrderSide.SELL
+
+Sessionmaker = async_sessionmaker[AsyncSession]
+
+
+@pytest.fixture
+def sessionmaker(db_engine: AsyncEngine, clean_state: None) -> Sessionmaker:
+    return create_sessionmaker(db_engine)
+
+
+@pytest.fixture
+def feed() -> ManualPriceFeed:
+    return ManualPriceFeed({"BTCUSDT": D("65000"), "ETHUSDT": D("3500"), "SOLUSDT": D("150")})
+
+
+@pytest.fixture
+def exchange(sessionmaker: Sessionmaker, feed: ManualPriceFeed) -> PaperExchange:
+    return PaperExchange(sessionmaker, "user-1", feed, starting_balance=START)
+
+
+def request(
+    side: OrderSide,
+    quantity: str,
+    *,
+    kind: OrderType = OrderType.MARKET,
+    symbol: str = "BTCUSDT",
+    price: str | None = None,
+    stop: str | None = None,
+    reduce_only: bool = False,
+    client_order_id: str | None = None,
+) -> OrderRequest:
+    return OrderRequest(
+        symbol=symbol,
+        side=side,
+        type=kind,
+        quantity=D(quantity),
+        client_order_id=client_order_id or f"t-{uuid.uuid4().hex[:16]}",
+        price=None if price is None else D(price),
+        stop_price=None if stop is None else D(stop),
+        reduce_only=reduce_only,
+    )
+
+
+def fee(quantity: str, price: str) -> Decimal:
+    return D(quantity) * D(price) * FEE_RATE
+
+
+async def count(sessionmaker: Sessionmaker, model: type[object]) -> int:
+    async with sessionmaker() as session:
+        return int(await session.scalar(select(func.count()).select_from(model)) or 0)
+
+
+async def assert_books_balance(sessionmaker: Sessionmaker, account_id: str) -> None:
+    """wallet = starting balance + sum of realised PnL - sum of fees, to the last unit."""
+    async with sessionmaker() as session:
+        wallet = await session.scalar(
+            select(PaperAccount.wallet_balance).where(PaperAccount.account_id == account_id)
+        )
+        realized, fees = (
+            await session.execute(
+                select(func.sum(PaperOrder.realized_pnl), func.sum(PaperOrder.fee)).where(
+                    PaperOrder.account_id == account_id
+                )
+            )
+        ).one()
+    assert wallet == START + (realized or 0) - (fees or 0)
+
+
+# --------------------------------------------------------------------------- markets
+
+
+async def test_markets_and_symbols(exchange: PaperExchange) -> None:
+    btc = await exchange.market("BTCUSDT")
+    assert (btc.base, btc.quote, btc.amount_step, btc.min_amount) == (
+        "BTC",
+        "USDT",
+        D("0.001"),
+        D("0.001"),
+    )
+    assert (btc.price_step, btc.max_leverage) == (D("0.1"), 125)
+    assert len(PAPER_MARKETS) >= 10
+    assert all(m.quote == "USDT" and m.min_notional > 0 for m in PAPER_MARKETS.values())
+    assert exchange.name == "paper"
+    assert await exchange.validate_credentials()
+
+    with pytest.raises(OrderRejected) as unknown:
+        await exchange.market("BTC/USDT")
+    assert unknown.value.code == "unknown_symbol"
+
+    for raw in (
+        "BTCUSDT",
+        "BINANCE:BTCUSDT",
+        "btcusdt.p",
+        "BTC/USDT:USDT",
+        "BTC-USDT",
+        "BTCUSDTPERP",
+    ):
+        assert canonical_symbol(raw) == "BTCUSDT"
+    assert split_symbol("1000PEPEUSDT") == ("1000PEPE", "USDT")
+    assert split_symbol("BTCUSDC") == ("BTC", "USDC")
+    with pytest.raises(ValueError, match="not a trading symbol"):
+        canonical_symbol("BTC USDT!")
+
+
+async def test_ticker_price_comes_from_the_feed(
+    exchange: PaperExchange, feed: ManualPriceFeed
+) -> None:
+    assert await exchange.get_ticker_price("BTCUSDT") == D("65000")
+    feed.set("BTCUSDT", D("65100.1"))
+    assert await exchange.get_ticker_price("BTCUSDT") == D("65100.1")
+
+
+# --------------------------------------------------------------------------- fills and positions
+
+
+async def test_market_buy_opens_a_long_with_slippage_and_fee(
+    exchange: PaperExchange, sessionmaker: Sessionmaker
+) -> None:
+    await exchange.set_leverage("BTCUSDT", 5)
+
+    order = await exchange.create_order(request(BUY, "0.1"))
+
+    assert order.status == OrderStatus.FILLED
+    assert (order.quantity, order.filled_quantity) == (D("0.1"), D("0.1"))
+    assert order.avg_fill_price == D("65032.5")  # 65000 + 0.05 %
+    assert order.fee == fee("0.1", "65032.5") == D("2.6013")
+    assert order.fee_currency == "USDT"
+    assert order.realized_pnl == 0
+    assert not order.is_open
+
+    position = await exchange.get_position("BTCUSDT")
+    assert position is not None
+    assert (position.side, position.quantity, position.entry_price) == (
+        "long",
+        D("0.1"),
+        D("65032.5"),
+    )
+    assert position.mark_price == D("65000")
+    assert position.unrealized_pnl == D("-3.25")  # the slippage, marked to market
+    assert position.leverage == 5
+    assert position.margin == D("1300")  # 0.1 x 65000 / 5
+    assert await exchange.get_wallet_balance() == START - D("2.6013")
+    await assert_books_balance(sessionmaker, "user-1")
+
+
+async def test_market_sell_opens_a_short_at_a_lower_price(exchange: PaperExchange) -> None:
+    order = await exchange.create_order(request(SELL, "10", symbol="SOLUSDT"))
+
+    assert order.avg_fill_price == D("149.92")  # 150 - 0.05 %, rounded down to the tick
+    position = await exchange.get_position("SOLUSDT")
+    assert position is not None
+    assert (position.side, position.quantity, position.entry_price) == (
+        "short",
+        D("10"),
+        D("149.92"),
+    )
+
+
+async def test_adding_to_a_position_averages_the_entry(
+    exchange: PaperExchange, feed: ManualPriceFeed
+) -> None:
+    await exchange.set_leverage("BTCUSDT", 10)
+    await exchange.create_order(request(BUY, "0.1"))
+    feed.set("BTCUSDT", D("66000"))
+
+    added = await exchange.create_order(request(BUY, "0.3"))
+
+    assert added.avg_fill_price == D("66033")
+    assert added.realized_pnl == 0
+    position = await exchange.get_position("BTCUSDT")
+    assert position is not None
+    assert position.quantity == D("0.4")
+    # (0.1 x 65032.5 + 0.3 x 66033) / 0.4
+    assert position.entry_price == D("65782.875")
+
+
+async def test_a_partial_reduce_realises_pnl_in_proportion(
+    exchange: PaperExchange, feed: ManualPriceFeed, sessionmaker: Sessionmaker
+) -> None:
+    await exchange.set_leverage("BTCUSDT", 10)
+    await exchange.create_order(request(BUY, "0.2"))
+    feed.set("BTCUSDT", D("70000"))
+
+    reduce = await exchange.create_order(request(SELL, "0.05"))
+
+    assert reduce.avg_fill_price == D("69965")
+    assert reduce.realized_pnl == (D("69965") - D("65032.5")) * D("0.05") == D("246.625")
+    assert reduce.fee == fee("0.05", "69965")
+    position = await exchange.get_position("BTCUSDT")
+    assert position is not None
+    assert (position.side, position.quantity, position.entry_price) == (
+        "long",
+        D("0.15"),
+        D("65032.5"),
+    )
+    wallet = START - fee("0.2", "65032.5") - fee("0.05", "69965") + D("246.625")
+    assert await exchange.get_wallet_balance() == wallet
+    await assert_books_balance(sessionmaker, "user-1")
+
+
+async def test_a_sell_bigger_than_the_long_flips_to_a_short(
+    exchange: PaperExchange, feed: ManualPriceFeed, sessionmaker: Sessionmaker
+) -> None:
+    await exchange.set_leverage("BTCUSDT", 10)
+    await exchange.create_order(request(BUY, "0.1"))
+    feed.set("BTCUSDT", D("64000"))
+
+    flip = await exchange.create_order(request(SELL, "0.3"))
+
+    assert flip.avg_fill_price == D("63968")
+    # Only the 0.1 that closed the long realised anything.
+    assert flip.realized_pnl == (D("63968") - D("65032.5")) * D("0.1") == D("-106.45")
+    assert flip.fee == fee("0.3", "63968")
+    position = await exchange.get_position("BTCUSDT")
+    assert position is not None
+    assert (position.side, position.quantity, position.entry_price) == (
+        "short",
+        D("0.2"),
+        D("63968"),
+    )
+    await assert_books_balance(sessionmaker, "user-1")
+
+
+async def test_closing_exactly_leaves_no_position(
+    exchange: PaperExchange, sessionmaker: Sessionmaker
+) -> None:
+    await exchange.create_order(request(BUY, "0.1"))
+    close = await exchange.create_order(request(SELL, "0.1"))
+
+    assert close.realized_pnl == (D("64967.5") - D("65032.5")) * D("0.1")
+    assert await exchange.get_position("BTCUSDT") is None
+    assert await exchange.get_positions() == []
+    assert await count(sessionmaker, PaperPosition) == 0
+    await assert_books_balance(sessionmaker, "user-1")
+
+
+# --------------------------------------------------------------------------- reduce-only
+
+
+async def test_reduce_only_is_capped_to_the_position(exchange: PaperExchange) -> None:
+    await exchange.create_order(request(BUY, "0.1"))
+
+    close = await exchange.create_order(request(SELL, "0.5", reduce_only=True))
+
+    assert close.status == OrderStatus.FILLED
+    assert close.quantity == close.filled_quantity == D("0.1")
+    assert await exchange.get_position("BTCUSDT") is None
+
+
+async def test_reduce_only_may_be_below_the_minimum_notional(exchange: PaperExchange) -> None:
+    await exchange.create_order(request(BUY, "0.002"))  # 130 USDT, above BTC's 100 minimum
+
+    # 65 USDT: refused as an opening order, fine as a reduce-only one.
+    with pytest.raises(OrderRejected, match="below the minimum 100 USDT"):
+        await exchange.create_order(request(SELL, "0.001"))
+    reduce = await exchange.create_order(request(SELL, "0.001", reduce_only=True))
+
+    assert reduce.status == OrderStatus.FILLED
+    position = await exchange.get_position("BTCUSDT")
+    assert position is not None and position.quantity == D("0.001")
+
+
+async def test_reduce_only_never_opens_or_increases(
+    exchange: PaperExchange, sessionmaker: Sessionmaker
+) -> None:
+    with pytest.raises(OrderRejected, match="reduce-only order would open a position") as flat:
+        await exchange.create_order(request(SELL, "0.1", reduce_only=True))
+    assert flat.value.code == "reduce_only_rejected"
+
+    await exchange.create_order(request(BUY, "0.1"))
+    with pytest.raises(OrderRejected, match="would increase the long BTCUSDT position"):
+        await exchange.create_order(request(BUY, "0.1", reduce_only=True))
+    with pytest.raises(OrderRejected, match="would open a position"):
+        await exchange.create_order(
+            request(
+                SELL,
+                "0.1",
+                kind=OrderType.STOP_MARKET,
+                stop="60000",
+                reduce_only=True,
+                symbol="ETHUSDT",
+            )
+        )
+
+    assert await count(sessionmaker, PaperOrder) == 1
+
+
+# --------------------------------------------------------------------------- idempotency
+
+
+async def test_create_order_is_idempotent_on_the_client_order_id(
+    exchange: PaperExchange, sessionmaker: Sessionmaker
+) -> None:
+    first = await exchange.create_order(request(BUY, "0.1", client_order_id="sig-1-entry"))
+    # A retry after an unknown outcome, even with a different size, places nothing.
+    again = await exchange.create_order(request(BUY, "0.2", client_order_id="sig-1-entry"))
+
+    assert again == first
+    assert await count(sessionmaker, PaperOrder) == 1
+    position = await exchange.get_position("BTCUSDT")
+    assert position is not None and position.quantity == D("0.1")
+    await assert_books_balance(sessionmaker, "user-1")
+
+
+async def test_ten_concurrent_calls_with_one_client_id_make_one_order(
+    sessionmaker: Sessionmaker, feed: ManualPriceFeed
+) -> None:
+    # Ten adapters, as ten workers would each build their own; the account does not exist yet.
+    exchanges = [
+        PaperExchange(sessionmaker, "user-c", feed, starting_balance=START) for _ in range(10)
+    ]
+    req = request(BUY, "0.1", client_order_id="sig-c-entry")
+
+    orders = await asyncio.gather(*(e.create_order(req) for e in exchanges))
+
+    assert len({o.order_id for o in orders}) == 1
+    assert all(o.status == OrderStatus.FILLED for o in orders)
+    assert await count(sessionmaker, PaperOrder) == 1
+    assert await count(sessionmaker, PaperAccount) == 1
+    position = await exchanges[0].get_position("BTCUSDT")
+    assert position is not None and position.quantity == D("0.1")
+    assert await exchanges[0].get_wallet_balance() == START - fee("0.1", "65032.5")
+
+
+async def test_concurrent_orders_on_one_account_are_serialised(
+    exchange: PaperExchange, sessionmaker: Sessionmaker
+) -> None:
+    orders = await asyncio.gather(
+        *(exchange.create_order(request(BUY, "0.01", symbol="ETHUSDT")) for _ in range(10))
+    )
+
+    assert {o.status for o in orders} == {OrderStatus.FILLED}
+    position = await exchange.get_position("ETHUSDT")
+    assert position is not None and position.quantity == D("0.1")
+    await assert_books_balance(sessionmaker, "user-1")
+    assert await exchange.get_wallet_balance() == START - 10 * fee("0.01", "3501.75")
+
+
+async def test_client_ids_are_per_account(
+    sessionmaker: Sessionmaker, feed: ManualPriceFeed
+) -> None:
+    alice = PaperExchange(sessionmaker, "alice", feed, starting_balance=START)
+    bob = PaperExchange(sessionmaker, "bob", feed, starting_balance=START)
+
+    a = await alice.create_order(request(BUY, "0.1", client_order_id="same"))
+    b = await bob.create_order(request(SELL, "0.1", client_order_id="same"))
+
+    assert a.order_id != b.order_id
+    assert (await alice.get_positions())[0].side == "long"
+    assert (await bob.get_positions())[0].side == "short"
+
+
+# --------------------------------------------------------------------------- rejections
+
+
+# (request, error code, words the reason contains)
+REJECTIONS: list[tuple[OrderRequest, str, str]] = [
+    (
+        request(BUY, "0.0001"),
+        "quantity_below_minimum",
+        "quantity 0.0001 is below the minimum 0.001 for BTCUSDT",
+    ),
+    (
+        request(BUY, "0.0015"),
+        "invalid_quantity_step",
+        "quantity 0.0015 is not a multiple of BTCUSDT's step 0.001",
+    ),
+    (
+        request(BUY, "0.001"),
+        "notional_below_minimum",
+        "order value 65 USDT (0.001 x 65000) is below the minimum 100 USDT for BTCUSDT",
+    ),
+    (request(BUY, "0.1", symbol="FOOUSDT"), "unknown_symbol", "unknown symbol 'FOOUSDT'"),
+    (
+        request(BUY, "0.1", kind=OrderType.LIMIT, price="60000.05"),
+        "invalid_price_step",
+        "price 60000.05 is not a multiple of BTCUSDT's tick 0.1",
+    ),
+    (request(BUY, "0.1", kind=OrderType.LIMIT), "missing_price", "a limit order needs a price"),
+    (
+        request(SELL, "0.1", kind=OrderType.STOP_MARKET, stop="66000"),
+        "would_immediately_trigger",
+        "a sell stop_market at 66000 would trigger immediately",
+    ),
+    (
+        request(BUY, "0.1", client_order_id="has spaces"),
+        "invalid_client_order_id",
+        "client order id 'has spaces'",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("req", "code", "reason"), REJECTIONS, ids=[code for _, code, _ in REJECTIONS]
+)
+async def test_invalid_orders_are_rejected_and_store_nothing(
+    exchange: PaperExchange,
+    sessionmaker: Sessionmaker,
+    req: OrderRequest,
+    code: str,
+    reason: str,
+) -> None:
+    with pytest.raises(OrderRejected) as rejected:
+        await exchange.create_order(req)
+
+    assert rejected.value.code == code
+    assert reason in rejected.value.reason
+    assert await count(sessionmaker, PaperOrder) == 0
+    assert await count(sessionmaker, PaperPosition) == 0
+
+
+def test_floats_never_enter_an_order_request() -> None:
+    with pytest.raises(TypeError, match="quantity must be a Decimal"):
+        OrderRequest("BTCUSDT", BUY, OrderType.MARKET, 0.1, "cid")  # type: ignore[arg-type]
+
+
+async def test_insufficient_margin_is_refused_and_changes_nothing(
+    exchange: PaperExchange, sessionmaker: Sessionmaker
+) -> None:
+    # 0.2 BTC is 13,000 USDT of notional: more than a 10,000 USDT wallet at 1x.
+    with pytest.raises(InsufficientFunds) as refused:
+        await exchange.create_order(request(BUY, "0.2"))
+
+    assert isinstance(refused.value, OrderRejected)
+    assert refused.value.code == "insufficient_margin"
+    assert "needs 13000 USDT at 1x leverage" in refused.value.reason
+    assert await count(sessionmaker, PaperOrder) == 0
+    assert await exchange.get_wallet_balance() == START
+
+    # The same order fits at 2x; a resting limit order holds margin too.
+    await exchange.set_leverage("BTCUSDT", 2)
+    await exchange.create_order(request(BUY, "0.2"))
+    with pytest.raises(InsufficientFunds):
+        await exchange.create_order(request(BUY, "0.2", kind=OrderType.LIMIT, price="60000"))
+
+
+async def test_leverage_limits_and_lowering_it_needs_margin(exchange: PaperExchange) -> None:
+    for wrong in (0, 126):
+        with pytest.raises(OrderRejected, match="choose 1 to 125") as refused:
+            await exchange.set_leverage("BTCUSDT", wrong)
+        assert refused.value.code == "invalid_leverage"
+
+    await exchange.set_leverage("BTCUSDT", 10)
+    await exchange.create_order(request(BUY, "1"))  # 65,000 USDT of BTC on 10,000 USDT
+    with pytest.raises(InsufficientFunds, match="lowering BTCUSDT leverage to 5x"):
+        await exchange.set_leverage("BTCUSDT", 5)
+    await exchange.set_leverage("BTCUSDT", 20)
+
+    position = await exchange.get_position("BTCUSDT")
+    assert position is not None and position.leverage == 20
+
+
+# --------------------------------------------------------------------------- conditional orders
+
+
+async def open_long_with_brackets(exchange: PaperExchange) -> tuple[Order, Order]:
+    """0.1 BTC long at 65032.5, a stop-loss at 63000 and a take-profit at 68000."""
+    await exchange.set_leverage("BTCUSDT", 10)
+    await exchange.create_order(request(BUY, "0.1"))
+    stop = await exchange.create_order(
+        request(SELL, "0.1", kind=OrderType.STOP_MARKET, stop="63000", reduce_only=True)
+    )
+    take = await exchange.create_order(
+        request(SELL, "0.1", kind=OrderType.TAKE_PROFIT_MARKET, stop="68000", reduce_only=True)
+    )
+    assert stop.status == take.status == OrderStatus.OPEN
+    assert stop.filled_quantity == 0 and stop.avg_fill_price is None
+    return stop, take
+
+
+async def test_stop_loss_triggers_closes_and_cancels_the_take_profit(
+    exchange: PaperExchange, sessionmaker: Sessionmaker
+) -> None:
+    stop, take = await open_long_with_brackets(exchange)
+    assert [o.order_id for o in await exchange.get_open_orders("BTCUSDT")] == [
+        stop.order_id,
+        take.order_id,
+    ]
+
+    assert await exchange.process_price("BTCUSDT", D("63000.1")) == []
+    filled = await exchange.process_price("BTCUSDT", D("62900"))
+
+    assert [o.order_id for o in filled] == [stop.order_id]
+    hit = filled[0]
+    assert hit.status == OrderStatus.FILLED
+    assert hit.avg_fill_price == D("62868.5")  # 62900 - 0.05 %, rounded down to the tick
+    assert hit.realized_pnl == (D("62868.5") - D("65032.5")) * D("0.1") == D("-216.4")
+    assert hit.fee == fee("0.1", "62868.5")
+    assert await exchange.get_position("BTCUSDT") is None
+
+    # The take-profit had nothing left to reduce: canceled, and never executed.
+    orphan = await exchange.get_order("BTCUSDT", order_id=take.order_id)
+    assert orphan is not None and orphan.status == OrderStatus.CANCELED
+    assert await exchange.process_price("BTCUSDT", D("69000")) == []
+    assert await exchange.get_position("BTCUSDT") is None
+    assert await exchange.get_open_orders() == []
+    await assert_books_balance(sessionmaker, "user-1")
+
+
+async def test_take_profit_triggers_with_the_right_pnl(exchange: PaperExchange) -> None:
+    stop, take = await open_long_with_brackets(exchange)
+
+    filled = await exchange.process_price("BTCUSDT", D("68500"))
+
+    assert [o.order_id for o in filled] == [take.order_id]
+    assert filled[0].avg_fill_price == D("68465.7")
+    assert filled[0].realized_pnl == (D("68465.7") - D("65032.5")) * D("0.1") == D("343.32")
+    assert await exchange.process_price("BTCUSDT", D("60000")) == []
+    canceled = await exchange.get_order("BTCUSDT", order_id=stop.order_id)
+    assert canceled is not None and canceled.status == OrderStatus.CANCELED
+
+
+async def test_a_stop_left_after_a_manual_close_is_canceled_not_executed(
+    exchange: PaperExchange,
+) -> None:
+    stop, _ = await open_long_with_brackets(exchange)
+
+    await exchange.create_order(request(SELL, "0.1"))  # closed by hand
+
+    assert await exchange.get_open_orders() == []
+    assert await exchange.process_price("BTCUSDT", D("60000")) == []
+    assert await exchange.get_position("BTCUSDT") is None
+    left = await exchange.get_order("BTCUSDT", order_id=stop.order_id)
+    assert left is not None and left.status == OrderStatus.CANCELED
+
+
+async def test_a_reduce_only_stop_larger_than_the_position_closes_only_the_position(
+    exchange: PaperExchange,
+) -> None:
+    stop, _ = await open_long_with_brackets(exchange)
+    await exchange.create_order(request(SELL, "0.04"))  # partly closed by hand
+    [resting_stop, _] = await exchange.get_open_orders()
+    assert resting_stop.quantity == D("0.1")  # capped only when it fills
+
+    filled = await exchange.process_price("BTCUSDT", D("62000"))
+
+    assert [o.order_id for o in filled] == [stop.order_id]
+    assert filled[0].quantity == filled[0].filled_quantity == D("0.06")
+    assert await exchange.get_position("BTCUSDT") is None
+
+
+async def test_short_side_triggers(exchange: PaperExchange) -> None:
+    await exchange.create_order(request(SELL, "10", symbol="SOLUSDT"))  # short at 149.92
+    stop = await exchange.create_order(
+        request(
+            BUY, "10", symbol="SOLUSDT", kind=OrderType.STOP_MARKET, stop="155", reduce_only=True
+        )
+    )
+    take = await exchange.create_order(
+        request(
+            BUY,
+            "10",
+            symbol="SOLUSDT",
+            kind=OrderType.TAKE_PROFIT_MARKET,
+            stop="140",
+            reduce_only=True,
+        )
+    )
+
+    assert await exchange.process_price("SOLUSDT", D("154.99")) == []
+    filled = await exchange.process_price("SOLUSDT", D("155.5"))
+
+    assert [o.order_id for o in filled] == [stop.order_id]
+    assert filled[0].avg_fill_price == D("155.58")  # 155.5 + 0.05 %, rounded up
+    assert filled[0].realized_pnl == (D("149.92") - D("155.58")) * 10
+    canceled = await exchange.get_order("SOLUSDT", order_id=take.order_id)
+    assert canceled is not None and canceled.status == OrderStatus.CANCELED
+
+
+async def test_limit_orders_rest_until_reached_and_fill_at_their_price(
+    exchange: PaperExchange,
+) -> None:
+    await exchange.set_leverage("BTCUSDT", 10)
+    resting = await exchange.create_order(request(BUY, "0.1", kind=OrderType.LIMIT, price="60000"))
+    assert resting.status == OrderStatus.OPEN and resting.is_open
+
+    # Marketable when placed: fills now, at the market (with slippage), never above the limit.
+    marketable = await exchange.create_order(
+        request(BUY, "0.1", kind=OrderType.LIMIT, price="66000")
+    )
+    assert marketable.avg_fill_price == D("65032.5")
+
+    assert await exchange.process_price("BTCUSDT", D("60000.1")) == []
+    filled = await exchange.process_price("BTCUSDT", D("59000"))
+
+    assert [o.order_id for o in filled] == [resting.order_id]
+    assert filled[0].avg_fill_price == D("60000")
+    assert filled[0].fee == fee("0.1", "60000")
+    position = await exchange.get_position("BTCUSDT")
+    assert position is not None
+    assert position.quantity == D("0.2")
+    assert position.entry_price == (D("65032.5") + D("60000")) / 2
+
+
+async def test_a_triggered_order_the_margin_cannot_cover_is_rejected(
+    exchange: PaperExchange,
+) -> None:
+    # A buy stop (a breakout entry) reserves no margin; when it fires there is not enough.
+    entry = await exchange.create_order(
+        request(BUY, "0.2", kind=OrderType.STOP_MARKET, stop="66000")
+    )
+
+    assert await exchange.process_price("BTCUSDT", D("66100")) == []
+    rejected = await exchange.get_order("BTCUSDT", order_id=entry.order_id)
+    assert rejected is not None and rejected.status == OrderStatus.REJECTED
+    assert await exchange.get_position("BTCUSDT") is None
+
+
+async def test_process_all_accounts_uses_the_feed_for_every_account(
+    sessionmaker: Sessionmaker, feed: ManualPriceFeed
+) -> None:
+    alice = PaperExchange(sessionmaker, "alice", feed, starting_balance=START)
+    bob = PaperExchange(sessionmaker, "bob", feed, starting_balance=START)
+    carol = PaperExchange(sessionmaker, "carol", feed, starting_balance=START)
+    for account in (alice, bob):
+        await account.create_order(request(BUY, "0.1"))
+        await account.create_order(
+            request(SELL, "0.1", kind=OrderType.STOP_MARKET, stop="63000", reduce_only=True)
+        )
+    await carol.create_order(request(BUY, "1", symbol="ETHUSDT"))
+    carol_stop = await carol.create_order(
+        request(
+            SELL, "1", symbol="ETHUSDT", kind=OrderType.STOP_MARKET, stop="3000", reduce_only=True
+        )
+    )
+
+    assert await process_all_accounts(sessionmaker, feed) == []
+    feed.set("BTCUSDT", D("62000"))
+    filled = await process_all_accounts(sessionmaker, feed)
+
+    assert [(f.account_id, f.symbol) for f in filled] == [("alice", "BTCUSDT"), ("bob", "BTCUSDT")]
+    assert all(f.order.status == OrderStatus.FILLED and f.order.reduce_only for f in filled)
+    assert await alice.get_positions() == [] and await bob.get_positions() == []
+    still = await carol.get_order("ETHUSDT", order_id=carol_stop.order_id)
+    assert still is not None and still.status == OrderStatus.OPEN
+
+
+# --------------------------------------------------------------------------- account state
+
+
+async def test_equity_is_wallet_plus_unrealised_pnl(
+    exchange: PaperExchange, feed: ManualPriceFeed
+) -> None:
+    assert await exchange.get_equity() == START
+    await exchange.set_leverage("BTCUSDT", 10)
+    await exchange.set_leverage("ETHUSDT", 10)
+    await exchange.create_order(request(BUY, "0.1"))
+    await exchange.create_order(request(SELL, "1", symbol="ETHUSDT"))  # short at 3498.25
+    feed.set("BTCUSDT", D("70000"))
+    feed.set("ETHUSDT", D("3400"))
+
+    wallet = await exchange.get_wallet_balance()
+    unrealized = (D("70000") - D("65032.5")) * D("0.1") + (D("3498.25") - D("3400")) * 1
+
+    assert await exchange.get_equity() == wallet + unrealized
+    positions = await exchange.get_positions()
+    assert [p.symbol for p in positions] == ["BTCUSDT", "ETHUSDT"]
+    assert sum(p.unrealized_pnl or 0 for p in positions) == unrealized
+    [balance] = await exchange.get_balances()
+    assert balance.asset == "USDT"
+    assert balance.total == wallet + unrealized
+    assert balance.locked == D("700") + D("340")  # 7000 / 10 + 3400 / 10
+    assert balance.free == balance.total - balance.locked
+
+
+async def test_state_survives_a_restart(sessionmaker: Sessionmaker, feed: ManualPriceFeed) -> None:
+    before = PaperExchange(sessionmaker, "user-r", feed, starting_balance=START)
+    await before.set_leverage("BTCUSDT", 10)
+    await before.create_order(request(BUY, "0.1"))
+    stop = await before.create_order(
+        request(SELL, "0.1", kind=OrderType.STOP_MARKET, stop="63000", reduce_only=True)
+    )
+    wallet, positions = await before.get_wallet_balance(), await before.get_positions()
+
+    # A new process builds a new adapter; its starting balance applies to new accounts only.
+    after = PaperExchange(sessionmaker, "user-r", feed, starting_balance=D("1"))
+
+    assert await after.get_wallet_balance() == wallet
+    assert await after.get_positions() == positions
+    assert [o.order_id for o in await after.get_open_orders()] == [stop.order_id]
+    filled = await after.process_price("BTCUSDT", D("62000"))
+    assert [o.order_id for o in filled] == [stop.order_id]
+
+
+async def test_a_new_account_starts_with_its_starting_balance(
+    sessionmaker: Sessionmaker, feed: ManualPriceFeed
+) -> None:
+    fresh = PaperExchange(sessionmaker, "user-new", feed, starting_balance=D("2500.5"))
+    assert await fresh.get_equity() == D("2500.5")
+    assert await fresh.get_balances() == [
+        Balance(asset="USDT", free=D("2500.5"), locked=D("0"), total=D("2500.5"))
+    ]
+
+
+# --------------------------------------------------------------------------- look-ups, cancel
+
+
+async def test_get_order_by_either_id(exchange: PaperExchange) -> None:
+    placed = await exchange.create_order(request(BUY, "0.1", client_order_id="sig-9-entry"))
+
+    by_client = await exchange.get_order("BTCUSDT", client_order_id="sig-9-entry")
+    by_id = await exchange.get_order("BTCUSDT", order_id=placed.order_id)
+
+    assert by_client == by_id == placed
+    assert await exchange.get_order("BTCUSDT", client_order_id="never-used") is None
+    assert await exchange.get_order("BTCUSDT", order_id=str(uuid.uuid4())) is None
+    assert await exchange.get_order("BTCUSDT", order_id="not-a-uuid") is None
+    assert await exchange.get_order("ETHUSDT", client_order_id="sig-9-entry") is None
+    with pytest.raises(ValueError, match="exactly one"):
+        await exchange.get_order("BTCUSDT")
+
+
+async def test_cancel(exchange: PaperExchange) -> None:
+    resting = await exchange.create_order(
+        request(BUY, "0.1", kind=OrderType.LIMIT, price="60000", client_order_id="lim-1")
+    )
+    filled = await exchange.create_order(request(BUY, "0.01", symbol="ETHUSDT"))
+
+    canceled = await exchange.cancel_order("BTCUSDT", client_order_id="lim-1")
+
+    assert canceled.order_id == resting.order_id
+    assert canceled.status == OrderStatus.CANCELED
+    assert canceled.updated_at >= resting.updated_at
+    assert await exchange.get_open_orders() == []
+    # Cancelling what is no longer open returns it unchanged.
+    assert await exchange.cancel_order("BTCUSDT", order_id=resting.order_id) == canceled
+    assert await exchange.cancel_order("ETHUSDT", order_id=filled.order_id) == filled
+    # A canceled order never fills.
+    assert await exchange.process_price("BTCUSDT", D("50000")) == []
+    with pytest.raises(OrderNotFound):
+        await exchange.cancel_order("BTCUSDT", client_order_id="no-such-order")
