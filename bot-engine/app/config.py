@@ -132,6 +132,8 @@ class Settings(BaseSettings):
     DEFAULT_SLIPPAGE_PERCENT: Decimal = Field(default=Decimal("0.1"), ge=0, le=100)
     WORKER_CONCURRENCY: int = Field(default=4, ge=1)
     MAX_DELIVERIES: int = Field(default=5, ge=1)  # attempts before a signal is dead-lettered
+    # A doorbell unacknowledged this long belongs to a dead consumer and is taken over.
+    WORKER_RECLAIM_IDLE_MS: int = Field(default=30_000, ge=100)
 
     # Paper exchange
     PAPER_STARTING_BALANCE: Decimal = Field(default=Decimal("10000"), gt=0)

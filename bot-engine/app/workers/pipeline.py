@@ -49,6 +49,7 @@ def build_pipeline(
         consumer_name=consumer_name,
         concurrency=settings.WORKER_CONCURRENCY,
         max_deliveries=settings.MAX_DELIVERIES,
+        reclaim_idle_ms=settings.WORKER_RECLAIM_IDLE_MS,
     )
     return Pipeline(executor=executor, consumer=consumer, adapters=adapters)
 
