@@ -17,6 +17,7 @@ from collections import defaultdict
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.logging.logger import get_logger
@@ -84,11 +85,11 @@ class SignalConsumer:
         user_id, symbol = key
         exhausted = [b for b in group if b.deliveries > self.max_deliveries]
         for bell in exhausted:
-            await self.executor.fail(
-                bell.signal_id, f"execution failed {bell.deliveries - 1} times; gave up"
+            failed = await self.executor.fail_head(
+                user_id, symbol, f"execution failed {bell.deliveries - 1} times; gave up"
             )
             await queue.dead_letter(self.redis, bell, "too many deliveries")
-            log.error("signal_dead_lettered", signal_id=str(bell.signal_id))
+            log.error("signal_dead_lettered", signal_id=str(failed) if failed else None)
         live = [b for b in group if b.deliveries <= self.max_deliveries]
         if not live:
             return
@@ -101,17 +102,19 @@ class SignalConsumer:
 
 
 async def sweep_once(redis: Redis, sessionmaker: async_sessionmaker[AsyncSession]) -> int:
-    """Re-enqueue pending signals older than SWEEP_MIN_AGE_S; how many doorbells were sent."""
+    """One doorbell per (user, symbol) that has signals pending for over SWEEP_MIN_AGE_S (the
+    executor takes all of a key's pending signals at once); how many doorbells were sent."""
     async with sessionmaker() as session:
         rows = (
             await session.execute(
                 select(TradingSignal.id, TradingSignal.user_id, TradingSignal.symbol)
+                .ext(distinct_on(TradingSignal.user_id, TradingSignal.symbol))
                 .where(
                     TradingSignal.status.in_(PENDING_STATUSES),
                     TradingSignal.created_at
                     < func.now() - func.make_interval(0, 0, 0, 0, 0, 0, SWEEP_MIN_AGE_S),
                 )
-                .order_by(TradingSignal.seq)
+                .order_by(TradingSignal.user_id, TradingSignal.symbol, TradingSignal.seq)
                 .limit(1000)
             )
         ).all()

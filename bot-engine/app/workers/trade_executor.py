@@ -113,15 +113,28 @@ class SignalExecutor:
                 await self.execute(signal)
                 done += 1
 
-    async def fail(self, signal_id: uuid.UUID, reason: str) -> None:
-        """End a signal as failed (dead-lettered after too many attempts)."""
-        async with self.sessionmaker() as session:
-            await session.execute(
-                update(TradingSignal)
-                .where(TradingSignal.id == signal_id, TradingSignal.status.in_(PENDING_STATUSES))
-                .values(status="failed", status_reason=reason, processed_at=func.now())
+    async def fail_head(self, user_id: str, symbol: str, reason: str) -> uuid.UUID | None:
+        """End the first pending signal of (user, symbol) — the one every attempt starts with
+        and so the one that keeps failing — as failed; the others can then go ahead."""
+        async with self.key_lock(user_id, symbol), self.sessionmaker() as session:
+            head = await session.scalar(
+                select(TradingSignal.id)
+                .where(
+                    TradingSignal.user_id == user_id,
+                    TradingSignal.symbol == symbol,
+                    TradingSignal.status.in_(PENDING_STATUSES),
+                )
+                .order_by(TradingSignal.seq)
+                .limit(1)
             )
-            await session.commit()
+            if head is not None:
+                await session.execute(
+                    update(TradingSignal)
+                    .where(TradingSignal.id == head)
+                    .values(status="failed", status_reason=reason, processed_at=func.now())
+                )
+                await session.commit()
+            return head
 
     # ------------------------------------------------------------------ one signal
     async def execute(self, signal: TradingSignal) -> Outcome:
