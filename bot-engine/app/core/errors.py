@@ -13,6 +13,7 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = structlog.get_logger("app.errors")
@@ -132,6 +133,16 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(error_body(code, message), status_code=exc.status_code, headers=exc.headers)
 
 
+async def _dependency_down(request: Request, exc: Exception) -> JSONResponse:
+    """PostgreSQL (or another backing service) unreachable: a clear, retryable 503."""
+    log.error("dependency_unavailable", error_type=type(exc).__name__)
+    return JSONResponse(
+        error_body("service_unavailable", "a backing service is unavailable; retry shortly"),
+        status_code=503,
+        headers={"Retry-After": "5"},
+    )
+
+
 async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
     log.error("unhandled_error", error_type=type(exc).__name__, exc_info=exc)
     return JSONResponse(
@@ -143,4 +154,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    # Connection-level failures: the database is down or unreachable, not a bug in the request.
+    for connection_error in (OperationalError, InterfaceError, ConnectionError, TimeoutError):
+        app.add_exception_handler(connection_error, _dependency_down)
     app.add_exception_handler(Exception, _unhandled)

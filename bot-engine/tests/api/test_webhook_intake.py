@@ -222,3 +222,19 @@ async def test_alerts_are_kept_while_redis_is_down_and_queued_later(
     await queue.ensure_group(healthy.redis)
     (bell,) = await queue.read(healthy.redis, "test-consumer", count=10, block_ms=100)
     assert str(bell.signal_id) == response.json()["signal_id"]
+
+
+async def test_database_down_is_a_clear_503(settings: Settings, clean_state: None) -> None:
+    assert settings.REDIS_URL is not None
+    no_db = make_settings(
+        f"postgresql://postgres@127.0.0.1:{free_port()}/gone",
+        settings.REDIS_URL.get_secret_value(),
+        settings.LOCAL_DIR,
+    )
+    async with running_app(no_db) as broken:
+        transport = httpx.ASGITransport(app=broken, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            response = await client.post(URL, json=_alert("jt_wh_" + "y" * 43))
+    assert response.status_code == 503, response.text
+    assert response.json()["error"]["code"] == "service_unavailable"
+    assert response.headers["retry-after"] == "5"
