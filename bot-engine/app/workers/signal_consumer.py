@@ -15,7 +15,7 @@ import asyncio
 from collections import defaultdict
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -62,6 +62,14 @@ class SignalConsumer:
                 bells += await queue.read(
                     self.redis, self.name, count=self.concurrency * 8, block_ms=self.block_ms
                 )
+            except ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                # Redis lost the stream (restarted without persistence, or flushed): recreate
+                # the group; the sweeper re-rings whatever was pending.
+                log.warning("queue_group_recreated")
+                await queue.ensure_group(self.redis)
+                continue
             except RedisError as exc:
                 log.warning("queue_unavailable", error_type=type(exc).__name__)
                 await asyncio.sleep(1.0)

@@ -302,10 +302,18 @@ class SignalExecutor:
         if filled <= 0:
             return None
         exit_side = OrderSide.SELL if side == "long" else OrderSide.BUY
+        market = await adapter.market(signal.symbol)
+        # Onto the exchange's tick, towards the entry: the stop never risks more than was sized
+        # and the target is never further than asked.
+        stop_to_tick = market.ceil_price if side == "long" else market.floor_price
+        target_to_tick = market.floor_price if side == "long" else market.ceil_price
+        stop, take = signal.suggested_stop_loss, signal.suggested_take_profit
         legs = (
-            (STOP, "stop_loss", OrderType.STOP_MARKET, signal.suggested_stop_loss),
-            (TAKE, "take_profit", OrderType.TAKE_PROFIT_MARKET, signal.suggested_take_profit),
-        )
+            (STOP, "stop_loss", OrderType.STOP_MARKET,
+             None if stop is None else stop_to_tick(stop)),
+            (TAKE, "take_profit", OrderType.TAKE_PROFIT_MARKET,
+             None if take is None else target_to_tick(take)),
+        )  # fmt: skip
         for leg, name, order_type, trigger in legs:
             if trigger is None:
                 continue
