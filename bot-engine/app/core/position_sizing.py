@@ -34,6 +34,7 @@ _CONTEXT = Context(prec=60, rounding=ROUND_FLOOR)
 # For the one inexact, informational quotient (`requested_quantity`): 28 significant digits,
 # never above the exact value.
 _REPORT_CONTEXT = Context(prec=28, rounding=ROUND_FLOOR)
+_MESSAGE_CONTEXT = Context(prec=6, rounding=ROUND_FLOOR)  # digits worth showing a person
 _CENT = Decimal("0.01")
 _HUNDRED = Decimal(100)
 
@@ -192,7 +193,7 @@ def _check_minimums(
 ) -> None:
     asset = f" {req.base_asset}" if req.base_asset else ""
     if quantity == 0:
-        unrounded = _REPORT_CONTEXT.divide(numerator, denominator)  # after the cap
+        unrounded = _MESSAGE_CONTEXT.divide(numerator, denominator)  # after the cap
         raise SizingError(
             "below_minimum",
             f"position of {_plain(unrounded)}{asset} rounds down to 0 at the exchange's "
