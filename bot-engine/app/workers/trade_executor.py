@@ -26,7 +26,7 @@ from decimal import Decimal
 from typing import Any
 
 import structlog
-from sqlalchemy import func, select, text, update
+from sqlalchemy import Select, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -98,15 +98,8 @@ class SignalExecutor:
         async with self.key_lock(user_id, symbol):
             while True:
                 async with self.sessionmaker() as session:
-                    signal = await session.scalar(
-                        select(TradingSignal)
-                        .where(
-                            TradingSignal.user_id == user_id,
-                            TradingSignal.symbol == symbol,
-                            TradingSignal.status.in_(PENDING_STATUSES),
-                        )
-                        .order_by(TradingSignal.seq)
-                        .limit(1)
+                    signal: TradingSignal | None = await session.scalar(
+                        _head_of_line(TradingSignal, user_id, symbol)
                     )
                 if signal is None:
                     return done
@@ -117,15 +110,8 @@ class SignalExecutor:
         """End the first pending signal of (user, symbol) — the one every attempt starts with
         and so the one that keeps failing — as failed; the others can then go ahead."""
         async with self.key_lock(user_id, symbol), self.sessionmaker() as session:
-            head = await session.scalar(
-                select(TradingSignal.id)
-                .where(
-                    TradingSignal.user_id == user_id,
-                    TradingSignal.symbol == symbol,
-                    TradingSignal.status.in_(PENDING_STATUSES),
-                )
-                .order_by(TradingSignal.seq)
-                .limit(1)
+            head: uuid.UUID | None = await session.scalar(
+                _head_of_line(TradingSignal.id, user_id, symbol)
             )
             if head is not None:
                 await session.execute(
@@ -636,6 +622,20 @@ class SignalExecutor:
         position.closed_at = datetime.now(UTC)
         position.realized_pnl = Decimal(realized or 0)
         position.unrealized_pnl = Decimal(0)
+
+
+def _head_of_line(what: Any, user_id: str, symbol: str) -> Select[Any]:
+    """The earliest pending signal of (user, symbol): the next one to execute."""
+    return (
+        select(what)
+        .where(
+            TradingSignal.user_id == user_id,
+            TradingSignal.symbol == symbol,
+            TradingSignal.status.in_(PENDING_STATUSES),
+        )
+        .order_by(TradingSignal.seq)
+        .limit(1)
+    )
 
 
 def _trade_status(order: Order) -> str:
