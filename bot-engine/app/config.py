@@ -12,6 +12,7 @@ from decimal import Decimal
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
@@ -139,6 +140,10 @@ class Settings(BaseSettings):
     PAPER_STARTING_BALANCE: Decimal = Field(default=Decimal("10000"), gt=0)
     PAPER_TAKER_FEE_RATE: Decimal = Field(default=Decimal("0.0004"), ge=0, lt=1)
     PAPER_PRICE_SEED: int = 0
+    # Where paper prices come from: a deterministic offline market, or a real exchange's public
+    # tickers through ccxt (needs internet access; no API key).
+    PAPER_PRICE_SOURCE: Literal["synthetic", "live"] = "synthetic"
+    PAPER_LIVE_EXCHANGE: str = "binanceusdm"
 
     # Embedded local stack (development and tests only)
     LOCAL_DIR: Path = Field(default_factory=_default_local_dir)

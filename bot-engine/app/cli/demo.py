@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import time
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -20,7 +19,7 @@ from app.config import Settings
 from app.core import users, webhook_tokens
 from app.core.local_issuer import LocalIssuer
 from app.core.users import Tier
-from app.exchanges.price_feed import synthetic_price
+from app.exchanges.factory import make_price_feed
 from app.exchanges.symbols import paper_market
 from app.models import User
 
@@ -75,13 +74,22 @@ async def ensure_demo_account(settings: Settings) -> DemoAccount:
     return DemoAccount(user=user, webhook_token=token, access_token=access)
 
 
-def summary(settings: Settings, demo: DemoAccount) -> dict[str, str]:
+async def demo_price(settings: Settings) -> Decimal:
+    """The paper market's price of the demo symbol now, for an example that trades as written."""
+    feed = make_price_feed(settings)
+    try:
+        return await feed.price(DEMO_SYMBOL)
+    finally:
+        close = getattr(feed, "close", None)
+        if close is not None:
+            await close()
+
+
+def summary(settings: Settings, demo: DemoAccount, price: Decimal) -> dict[str, str]:
     """What a new user needs to send a first alert, as data (`jadetrade run --json`)."""
     url = settings.public_url
-    # Around the paper market's current price, so the example trades as written.
     market = paper_market(DEMO_SYMBOL)
     assert market is not None
-    price = synthetic_price(settings.PAPER_PRICE_SEED, DEMO_SYMBOL, int(time.time()))
     alert = json.dumps(
         {
             "token": demo.webhook_token,

@@ -129,7 +129,7 @@ def run_local(as_json: JsonOpt = False) -> None:
     With --json the demo account (URL, tokens, a curl alert) is one JSON object on stdout and
     the engine's log lines go to stderr.
     """
-    from app.cli.demo import banner, ensure_demo_account, summary
+    from app.cli.demo import banner, demo_price, ensure_demo_account, summary
     from app.cli.services import prepare_database, service_settings
 
     settings = _settings(as_json, log_to_stderr=as_json)
@@ -141,7 +141,8 @@ def run_local(as_json: JsonOpt = False) -> None:
 
             async def setup() -> dict[str, str]:
                 await prepare_database(resolved)
-                return summary(resolved, await ensure_demo_account(resolved))
+                account = await ensure_demo_account(resolved)
+                return summary(resolved, account, await demo_price(resolved))
 
             info = asyncio.run(setup())
             _emit(as_json, info, banner(resolved, info))

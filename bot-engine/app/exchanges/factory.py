@@ -12,7 +12,15 @@ from app.config import Settings
 from app.exchanges.base import ExchangeAdapter
 from app.exchanges.errors import OrderRejected
 from app.exchanges.paper import PaperExchange
-from app.exchanges.price_feed import PriceFeed
+from app.exchanges.price_feed import PriceFeed, SyntheticPriceFeed
+from app.exchanges.ticker_feed import CcxtTickerFeed
+
+
+def make_price_feed(settings: Settings) -> PriceFeed:
+    """The paper exchange's market: synthetic (offline default) or a live exchange's tickers."""
+    if settings.PAPER_PRICE_SOURCE == "live":
+        return CcxtTickerFeed(settings.PAPER_LIVE_EXCHANGE)
+    return SyntheticPriceFeed(seed=settings.PAPER_PRICE_SEED)
 
 
 class ExchangeUnavailable(OrderRejected):

@@ -10,9 +10,9 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.config import Settings
-from app.exchanges.factory import AdapterFactory
+from app.exchanges.factory import AdapterFactory, make_price_feed
 from app.exchanges.paper import process_all_accounts
-from app.exchanges.price_feed import PriceFeed, SyntheticPriceFeed
+from app.exchanges.price_feed import PriceFeed
 from app.logging.logger import get_logger
 from app.workers.runtime import WorkerRuntime
 from app.workers.signal_consumer import SignalConsumer, run_sweeper
@@ -39,9 +39,7 @@ def build_pipeline(
     consumer_name: str,
     feed: PriceFeed | None = None,
 ) -> Pipeline:
-    adapters = AdapterFactory(
-        settings, sessionmaker, feed or SyntheticPriceFeed(seed=settings.PAPER_PRICE_SEED)
-    )
+    adapters = AdapterFactory(settings, sessionmaker, feed or make_price_feed(settings))
     executor = SignalExecutor(engine, sessionmaker, adapters)
     consumer = SignalConsumer(
         redis,
