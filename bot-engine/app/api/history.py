@@ -6,10 +6,11 @@ Every query is scoped to the caller; another user's id is answered 404 like a mi
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from pydantic import AfterValidator
 from sqlalchemy import select
 
 from app.api.deps import CurrentUser
@@ -24,14 +25,24 @@ router = APIRouter(prefix="/api", tags=["history"])
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
 
 
+def _utc_if_naive(value: datetime) -> datetime:
+    # Every time the API returns is UTC; without this a time sent without an offset would be
+    # read in the server's local zone (asyncpg's conversion for `timestamptz`).
+    return value if value.utcoffset() is not None else value.replace(tzinfo=UTC)
+
+
+# A point in time of a filter; one without an offset is UTC.
+Instant = Annotated[datetime, AfterValidator(_utc_if_naive)]
+
+
 @router.get("/signals", response_model=Page[SignalOut], summary="My signals, newest first")
 async def list_signals(
     user: CurrentUser,
     session: SessionDep,
     symbol: str | None = None,
     status: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: Instant | None = None,
+    until: Instant | None = None,
     limit: Limit = 50,
     cursor: str | None = None,
 ) -> Page[SignalOut]:
@@ -64,8 +75,8 @@ async def list_trades(
     symbol: str | None = None,
     status: str | None = None,
     signal_id: uuid.UUID | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: Instant | None = None,
+    until: Instant | None = None,
     limit: Limit = 50,
     cursor: str | None = None,
 ) -> Page[TradeOut]:

@@ -30,12 +30,26 @@ def encode_cursor(created_at: datetime, row_id: uuid.UUID) -> str:
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    """The (created_at, id) in `cursor`; 422 naming `cursor` for anything `encode_cursor`
+    cannot have made (a client may send any string)."""
+    invalid = ValidationFailed("cursor is not valid", field="cursor")
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        stamp, row_id = orjson.loads(raw)
-        return datetime.fromisoformat(stamp), uuid.UUID(row_id)
-    except (ValueError, TypeError, orjson.JSONDecodeError) as exc:
-        raise ValidationFailed("cursor is not valid", field="cursor") from exc
+        decoded = orjson.loads(raw)
+    except ValueError as exc:  # binascii.Error, UnicodeError, JSONDecodeError
+        raise invalid from exc
+    match decoded:
+        case [str(stamp_text), str(id_text)]:
+            pass
+        case _:
+            raise invalid
+    try:
+        stamp, row_id = datetime.fromisoformat(stamp_text), uuid.UUID(id_text)
+    except ValueError as exc:
+        raise invalid from exc
+    if stamp.utcoffset() is None:  # compared with timestamptz: a naive time is ambiguous
+        raise invalid
+    return stamp, row_id
 
 
 def page(

@@ -2,7 +2,8 @@
 
 Closing goes through the same pipeline as an alert: it records a manual exit signal for the
 position's symbol and queues it, so it is ordered with the user's other signals on that
-symbol and executed exactly once (repeated requests answer with the same signal).
+symbol and executed exactly once (repeated requests while it is pending answer with the same
+signal).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from app.core.errors import Conflict, NotFound
 from app.core.redis import RedisDep
 from app.logging.logger import get_logger
 from app.models import RealPosition, TradingSignal
+from app.models.signal import PENDING_STATUSES
 from app.schemas.trading import CloseRequested, Page, PositionOut
 from app.workers import queue
 
@@ -62,6 +64,54 @@ async def get_position(
     return PositionOut.model_validate(await _own_position(session, user.id, position_id))
 
 
+async def _close_signal(session: SessionDep, position: RealPosition) -> uuid.UUID:
+    """The manual exit signal that closes `position`: the one still pending, else a new one.
+
+    Attempt `n` has the dedupe key `close:<position id>:<n>`, `n` counting the attempts that
+    ended without closing the position (failed, skipped): concurrent requests insert the same
+    key and so agree on one signal, and an attempt that failed does not answer every later
+    request with its own, finished, id (the position could then never be closed).
+    """
+    prefix = f"close:{position.id}"
+    earlier = (
+        await session.execute(
+            select(TradingSignal.id, TradingSignal.status)
+            .where(
+                TradingSignal.user_id == position.user_id,
+                TradingSignal.dedupe_key.startswith(prefix, autoescape=True),
+            )
+            .order_by(TradingSignal.seq)
+        )
+    ).all()
+    pending: list[uuid.UUID] = [row.id for row in earlier if row.status in PENDING_STATUSES]
+    if pending:
+        return pending[-1]
+    dedupe_key = f"{prefix}:{len(earlier)}"
+    signal_id: uuid.UUID | None = await session.scalar(
+        insert(TradingSignal)
+        .values(
+            user_id=position.user_id,
+            signal_type=f"{position.side}_exit",
+            symbol=position.symbol,
+            exchange=position.exchange,
+            source="manual",
+            raw_payload={"reason": "closed by the user", "position_id": str(position.id)},
+            dedupe_key=dedupe_key,
+            status="queued",
+        )
+        .on_conflict_do_nothing(index_elements=["user_id", "dedupe_key"])
+        .returning(TradingSignal.id)
+    )
+    if signal_id is None:  # a concurrent request inserted it first
+        signal_id = await session.scalar(
+            select(TradingSignal.id).where(
+                TradingSignal.user_id == position.user_id, TradingSignal.dedupe_key == dedupe_key
+            )
+        )
+    assert signal_id is not None
+    return signal_id
+
+
 @router.post(
     "/{position_id}/close",
     response_model=CloseRequested,
@@ -74,30 +124,8 @@ async def close_position(
     position = await _own_position(session, user.id, position_id)
     if position.status != "open":
         raise Conflict("position is already closed", field="position_id", code="position_closed")
-    dedupe_key = f"close:{position.id}"
-    signal_id = await session.scalar(
-        insert(TradingSignal)
-        .values(
-            user_id=user.id,
-            signal_type=f"{position.side}_exit",
-            symbol=position.symbol,
-            exchange=position.exchange,
-            source="manual",
-            raw_payload={"reason": "closed by the user", "position_id": str(position.id)},
-            dedupe_key=dedupe_key,
-            status="queued",
-        )
-        .on_conflict_do_nothing(index_elements=["user_id", "dedupe_key"])
-        .returning(TradingSignal.id)
-    )
-    if signal_id is None:
-        signal_id = await session.scalar(
-            select(TradingSignal.id).where(
-                TradingSignal.user_id == user.id, TradingSignal.dedupe_key == dedupe_key
-            )
-        )
+    signal_id = await _close_signal(session, position)
     await session.commit()
-    assert signal_id is not None
     try:
         await queue.enqueue(redis, signal_id, user.id, position.symbol)
     except Exception as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
 
 from app.api.deps import CurrentUser
 from app.core.database import SessionDep
@@ -15,12 +16,24 @@ router = APIRouter(prefix="/api/risk-settings", tags=["risk"])
 log = get_logger("risk")
 
 
-async def _settings_of(session: SessionDep, user_id: str) -> UserRiskSettings:
-    row = await session.scalar(select(UserRiskSettings).where(UserRiskSettings.user_id == user_id))
+async def _settings_of(
+    session: SessionDep, user_id: str, *, for_update: bool = False
+) -> UserRiskSettings:
+    """The user's settings row, created with the defaults if missing. `for_update` locks it
+    until the transaction ends, so that concurrent updates are applied (and audited, old
+    value included) one after the other."""
+    query = select(UserRiskSettings).where(UserRiskSettings.user_id == user_id)
+    if for_update:
+        query = query.with_for_update()
+    row = await session.scalar(query)
     if row is None:  # users created before risk settings existed
-        row = UserRiskSettings(user_id=user_id)
-        session.add(row)
-        await session.flush()
+        await session.execute(
+            insert(UserRiskSettings)
+            .values(user_id=user_id)
+            .on_conflict_do_nothing(index_elements=["user_id"])
+        )
+        row = await session.scalar(query)
+    assert row is not None
     return row
 
 
@@ -35,11 +48,15 @@ async def get_risk_settings(user: CurrentUser, session: SessionDep) -> RiskSetti
 async def put_risk_settings(
     body: RiskSettingsIn, user: CurrentUser, session: SessionDep
 ) -> RiskSettingsOut:
-    row = await _settings_of(session, user.id)
+    row = await _settings_of(session, user.id, for_update=True)
     before = RiskSettingsOut.model_validate(row).model_dump(mode="json")
-    for name, value in body.model_dump(exclude_none=True).items():
+    changes = body.changes()
+    for name, value in changes.items():
         setattr(row, name, value)
     await session.flush()
+    # Read back what the columns hold (250.5 is stored as 250.50), so that the answer and the
+    # audit trail say what a later GET will.
+    await session.refresh(row)
     after = RiskSettingsOut.model_validate(row).model_dump(mode="json")
     session.add(
         AuditLog(
@@ -53,5 +70,5 @@ async def put_risk_settings(
         )
     )
     await session.commit()
-    log.info("risk_settings_updated", fields=sorted(body.model_dump(exclude_none=True)))
+    log.info("risk_settings_updated", fields=sorted(changes))
     return RiskSettingsOut.model_validate(row)

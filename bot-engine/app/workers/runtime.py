@@ -50,10 +50,22 @@ class WorkerRuntime:
             "workers_started", worker_id=self.worker_id, role=self.role, workers=sorted(self._tasks)
         )
 
-    async def stop(self) -> None:
-        for task in self._tasks.values():
-            task.cancel()
-        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+    async def stop(self, timeout_s: float = 15.0) -> None:
+        """Cancel every worker and wait for them. A cancellation can be lost on Python 3.11
+        (asyncio.wait_for inside redis-py may swallow it), so it is repeated until each task
+        has ended, for at most `timeout_s`."""
+        tasks = list(self._tasks.values())
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        pending: set[asyncio.Task[None]] = set(tasks)
+        while pending:
+            for task in pending:
+                task.cancel()
+            _done, pending = await asyncio.wait(pending, timeout=0.5)
+            if pending and loop.time() > deadline:
+                log.error("workers_did_not_stop", workers=sorted(t.get_name() for t in pending))
+                break
+        await asyncio.gather(*(t for t in tasks if t.done()), return_exceptions=True)
         self._tasks.clear()
         try:
             await self.redis.delete(HEARTBEAT_KEY.format(worker_id=self.worker_id))

@@ -5,88 +5,12 @@ fills and PnL are exact."""
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
 
-import httpx
-import pytest
-from fastapi import FastAPI
+from app.workers.pipeline import trigger_round
+from tests.support.pipeline import SLIPPAGE, Harness
 
-from app.config import Settings
-from app.exchanges.price_feed import ManualPriceFeed
-from app.models.signal import TERMINAL_STATUSES
-from app.workers.pipeline import Pipeline, build_pipeline, trigger_round
-from app.workers.runtime import WorkerRuntime
-from tests.conftest import Factory, SecretsSeen, http_client, running_app
-
-URL = "/api/webhooks/tradingview"
-SLIPPAGE = Decimal("0.001")  # DEFAULT_SLIPPAGE_PERCENT 0.1 %
-
-
-@dataclass
-class Harness:
-    app: FastAPI
-    client: httpx.AsyncClient
-    feed: ManualPriceFeed
-    pipeline: Pipeline
-    factory: Factory
-
-    async def trader(self, tier: str = "pro") -> tuple[str, dict[str, str]]:
-        """A user's webhook token and REST auth headers."""
-        user = await self.factory.user(tier=tier)
-        return await self.factory.webhook_token(user), self.factory.auth(user)
-
-    async def alert(self, token: str, **fields: Any) -> httpx.Response:
-        return await self.client.post(URL, json={"token": token, **fields})
-
-    async def settled(self, signal_id: str, auth: dict[str, str]) -> dict[str, Any]:
-        """The signal once terminal (polled with a deadline)."""
-        deadline = time.monotonic() + 15
-        while True:
-            body: dict[str, Any] = (
-                await self.client.get(f"/api/signals/{signal_id}", headers=auth)
-            ).json()
-            if body["status"] in TERMINAL_STATUSES:
-                return body
-            assert time.monotonic() < deadline, f"signal not terminal: {body}"
-            await asyncio.sleep(0.02)
-
-    async def positions(self, auth: dict[str, str], status: str) -> list[dict[str, Any]]:
-        response = await self.client.get(f"/api/positions?status={status}", headers=auth)
-        items: list[dict[str, Any]] = response.json()["items"]
-        return items
-
-    async def trades(self, auth: dict[str, str], signal_id: str) -> list[dict[str, Any]]:
-        response = await self.client.get(f"/api/trades?signal_id={signal_id}", headers=auth)
-        items: list[dict[str, Any]] = response.json()["items"]
-        return items
-
-
-@pytest.fixture
-async def harness(
-    settings: Settings, clean_state: None, secrets_seen: SecretsSeen
-) -> AsyncIterator[Harness]:
-    async with running_app(settings) as app:
-        feed = ManualPriceFeed({"BTCUSDT": Decimal("65000"), "ETHUSDT": Decimal("3500")})
-        runtime = WorkerRuntime(app.state.redis, role="test")
-        await runtime.start()
-        pipeline = build_pipeline(
-            settings,
-            app.state.engine,
-            app.state.sessionmaker,
-            app.state.redis,
-            consumer_name=runtime.worker_id,
-            feed=feed,
-        )
-        runtime.add("signals", pipeline.consumer.run)
-        try:
-            async with http_client(app) as client:
-                yield Harness(app, client, feed, pipeline, Factory(app, secrets_seen))
-        finally:
-            await runtime.stop()
+pytest_plugins = ("tests.support.pipeline",)
 
 
 LONG = {"action": "long_entry", "symbol": "BTCUSDT", "price": "65000", "stop_loss": "64000",
