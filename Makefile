@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint fmt lock clean-local
+.PHONY: help install run test lint fmt lock clean-local bench
 
 help:
 	@echo "make run    start the engine locally (embedded PostgreSQL + Redis, paper exchange)"
@@ -36,6 +36,9 @@ lint: install
 
 fmt: install
 	cd $(ENGINE) && .venv/bin/ruff format . && .venv/bin/ruff check --fix .
+
+bench: install
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 lock: install
 	$(BIN)/python -m pip freeze --exclude-editable --disable-pip-version-check \

@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 log = structlog.get_logger("app.errors")
 
@@ -143,6 +144,13 @@ async def _dependency_down(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _client_gone(request: Request, exc: Exception) -> JSONResponse:
+    """The client hung up mid-request (e.g. TradingView's 3 s timeout): nobody reads the answer;
+    note it without the cost of a traceback."""
+    log.info("client_disconnected", path=request.url.path)
+    return JSONResponse(error_body("client_closed_request", "client went away"), status_code=499)
+
+
 async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
     log.error("unhandled_error", error_type=type(exc).__name__, exc_info=exc)
     return JSONResponse(
@@ -154,6 +162,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(ClientDisconnect, _client_gone)
     # Connection-level failures: the database is down or unreachable, not a bug in the request.
     for connection_error in (OperationalError, InterfaceError, ConnectionError, TimeoutError):
         app.add_exception_handler(connection_error, _dependency_down)

@@ -38,6 +38,9 @@ SIGNAL_STATUSES = (
 TERMINAL_STATUSES = ("executed", "failed", "skipped", "rejected", "logged")
 # Statuses of a signal that still has to be (or is being) executed.
 PENDING_STATUSES = ("queued", "executing")
+# The same as SQL text, identical to the partial index's predicate: with bound parameters a
+# prepared statement's generic plan could not use ix_trading_signals_pending.
+PENDING_PREDICATE = "status IN ('queued', 'executing')"
 EXECUTION_STATUSES = ("queued", "running", "completed", "failed")
 
 
@@ -58,7 +61,7 @@ class TradingSignal(Base):
             "user_id",
             "symbol",
             "seq",
-            postgresql_where=text("status IN ('queued', 'executing')"),
+            postgresql_where=text(PENDING_PREDICATE),
         ),
         Index(None, "strategy_id"),
         Index(None, "status"),

@@ -16,13 +16,13 @@ from collections import defaultdict
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.logging.logger import get_logger
 from app.models import TradingSignal
-from app.models.signal import PENDING_STATUSES
+from app.models.signal import PENDING_PREDICATE
 from app.workers import queue
 from app.workers.trade_executor import SignalExecutor
 
@@ -118,7 +118,7 @@ async def sweep_once(redis: Redis, sessionmaker: async_sessionmaker[AsyncSession
                 select(TradingSignal.id, TradingSignal.user_id, TradingSignal.symbol)
                 .ext(distinct_on(TradingSignal.user_id, TradingSignal.symbol))
                 .where(
-                    TradingSignal.status.in_(PENDING_STATUSES),
+                    text("trading_signals." + PENDING_PREDICATE),
                     TradingSignal.created_at
                     < func.now() - func.make_interval(0, 0, 0, 0, 0, 0, SWEEP_MIN_AGE_S),
                 )

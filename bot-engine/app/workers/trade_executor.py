@@ -44,7 +44,7 @@ from app.models import (
     TradingSignal,
     UserRiskSettings,
 )
-from app.models.signal import PENDING_STATUSES
+from app.models.signal import PENDING_PREDICATE
 
 log = get_logger("trade")
 
@@ -631,7 +631,7 @@ def _head_of_line(what: Any, user_id: str, symbol: str) -> Select[Any]:
         .where(
             TradingSignal.user_id == user_id,
             TradingSignal.symbol == symbol,
-            TradingSignal.status.in_(PENDING_STATUSES),
+            text("trading_signals." + PENDING_PREDICATE),
         )
         .order_by(TradingSignal.seq)
         .limit(1)
