@@ -14,6 +14,7 @@ help:
 	@echo "make test   run the whole test suite against real PostgreSQL and Redis"
 	@echo "make lint   ruff format --check, ruff check, mypy"
 	@echo "make fmt    apply ruff formatting and fixes"
+	@echo "make bench  benchmarks against a baseline measured in the same run"
 	@echo "make lock   re-pin the full dependency set into $(ENGINE)/requirements.lock"
 
 $(STAMP): $(ENGINE)/pyproject.toml $(ENGINE)/requirements.lock

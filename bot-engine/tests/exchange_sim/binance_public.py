@@ -27,13 +27,13 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from app.exchanges.price_feed import base_price
 from app.exchanges.symbols import PAPER_MARKETS
+from tests.support.http_server import BackgroundHttpServer, OwnedHttpServer
 
 EXCHANGE_INFO = "/fapi/v1/exchangeInfo"
 TICKER_24HR = "/fapi/v1/ticker/24hr"
@@ -160,13 +160,8 @@ class _Failure:
     path: str | None
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    owner: BinancePublicServer
-
-
 class _Handler(BaseHTTPRequestHandler):
-    server: _Server
+    server: OwnedHttpServer
     protocol_version = "HTTP/1.1"
 
     def do_GET(self) -> None:
@@ -189,10 +184,11 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
-class BinancePublicServer:
+class BinancePublicServer(BackgroundHttpServer):
     """Binance USDⓈ-M public market data on a free loopback port."""
 
     def __init__(self, markets: Iterable[FuturesMarket] | None = None) -> None:
+        super().__init__(_Handler)
         self._lock = threading.Lock()
         self._markets: dict[str, FuturesMarket] = {}
         self._prices: dict[str, Decimal] = {}
@@ -202,37 +198,11 @@ class BinancePublicServer:
         self._hits: Counter[tuple[str, str | None]] = Counter()
         for market in paper_futures_markets() if markets is None else markets:
             self.list_market(market)
-        self._server = _Server(("127.0.0.1", 0), _Handler)
-        self._server.owner = self
-        self._thread: threading.Thread | None = None
-        self.port: int = self._server.server_address[1]
 
     # ------------------------------------------------------------------ lifecycle
-    def start(self) -> BinancePublicServer:
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
-        return self
-
     def stop(self) -> None:
         self._released.set()  # let held requests finish so their threads end
-        if self._thread is not None:
-            self._server.shutdown()
-            self._thread.join()
-            self._thread = None
-        self._server.server_close()
-
-    def __enter__(self) -> BinancePublicServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+        super().stop()
 
     # ------------------------------------------------------------------ where it is
     @property

@@ -13,12 +13,13 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+from tests.support.http_server import BackgroundHttpServer, OwnedHttpServer
 
 POOL_ID = "us-east-1_TestPool"
 CLIENT_ID = "test-app-client"
@@ -63,13 +64,8 @@ class SigningKey:
         )
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    owner: CognitoJwksServer
-
-
 class _Handler(BaseHTTPRequestHandler):
-    server: _Server
+    server: OwnedHttpServer
     protocol_version = "HTTP/1.1"
 
     def do_GET(self) -> None:
@@ -92,46 +88,17 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
-class CognitoJwksServer:
+class CognitoJwksServer(BackgroundHttpServer):
     """One user pool's JWKS endpoint on a free loopback port."""
 
     def __init__(self, pool_id: str = POOL_ID, client_id: str = CLIENT_ID) -> None:
+        super().__init__(_Handler)
         self.pool_id = pool_id
         self.client_id = client_id
         self.keys: list[SigningKey] = [SigningKey.generate()]
         self.failure_status: int | None = None  # answer the JWKS with this status when set
         self._lock = threading.Lock()
         self._fetches = 0
-        self._server = _Server(("127.0.0.1", 0), _Handler)
-        self._server.owner = self
-        self._thread: threading.Thread | None = None
-        self.port: int = self._server.server_address[1]
-
-    # ------------------------------------------------------------------ lifecycle
-    def start(self) -> CognitoJwksServer:
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._thread is not None:
-            self._server.shutdown()
-            self._thread.join()
-            self._thread = None
-        self._server.server_close()
-
-    def __enter__(self) -> CognitoJwksServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # ------------------------------------------------------------------ what it serves
     @property

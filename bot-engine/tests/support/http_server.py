@@ -1,0 +1,50 @@
+"""A stdlib HTTP server on a free loopback port, served from a background thread — the
+lifecycle shared by the local stand-ins for external services (Cognito, exchanges)."""
+
+from __future__ import annotations
+
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any, Self
+
+
+class OwnedHttpServer(ThreadingHTTPServer):
+    daemon_threads = True
+    owner: Any  # the BackgroundHttpServer whose state handlers read
+
+
+class BackgroundHttpServer:
+    """Subclasses pass their request handler class; handlers reach the subclass instance as
+    `self.server.owner`."""
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        self._server = OwnedHttpServer(("127.0.0.1", 0), handler)
+        self._server.owner = self
+        self._thread: threading.Thread | None = None
+        self.port: int = self._server.server_address[1]
+
+    def start(self) -> Self:
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._server.shutdown()
+            self._thread.join()
+            self._thread = None
+        self._server.server_close()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
