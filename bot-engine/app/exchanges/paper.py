@@ -334,8 +334,7 @@ class PaperExchange(ExchangeAdapter):
     ) -> Order | None:
         self._market(symbol)
         _one_id(order_id, client_order_id)
-        async with self._transaction() as session:
-            await self._lock_account(session, exclusive=False)
+        async with self._transaction() as session:  # one row, read as committed: no lock
             row = await self._find_order(session, symbol, order_id, client_order_id)
             return None if row is None else _to_order(row)
 
@@ -497,16 +496,19 @@ class PaperExchange(ExchangeAdapter):
             yield session
 
     async def _lock_account(self, session: AsyncSession, *, exclusive: bool) -> PaperAccount:
-        """Create the account on first use, then lock its row for this transaction."""
-        await session.execute(
-            pg_insert(PaperAccount)
-            .values(account_id=self.account_id, wallet_balance=self._starting_balance)
-            .on_conflict_do_nothing(index_elements=[PaperAccount.account_id])
-        )
+        """Lock the account row for this transaction, creating the account on first use."""
         query = (
             select(PaperAccount)
             .where(PaperAccount.account_id == self.account_id)
             .with_for_update(read=not exclusive)
+        )
+        account = (await session.execute(query)).scalar_one_or_none()
+        if account is not None:  # the common case: one round trip
+            return account
+        await session.execute(
+            pg_insert(PaperAccount)
+            .values(account_id=self.account_id, wallet_balance=self._starting_balance)
+            .on_conflict_do_nothing(index_elements=[PaperAccount.account_id])
         )
         return (await session.execute(query)).scalar_one()
 
