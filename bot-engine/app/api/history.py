@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from pydantic import AfterValidator
-from sqlalchemy import select
+from sqlalchemy import Select, select
 
 from app.api.deps import CurrentUser
 from app.api.pagination import MAX_LIMIT, page, to_page
@@ -35,6 +35,28 @@ def _utc_if_naive(value: datetime) -> datetime:
 Instant = Annotated[datetime, AfterValidator(_utc_if_naive)]
 
 
+def _owned(
+    model: type[TradingSignal] | type[RealTrade],
+    user_id: str,
+    *,
+    symbol: str | None,
+    status: str | None,
+    since: datetime | None,
+    until: datetime | None,
+) -> Select[Any]:
+    """The caller's rows of `model`, with the filters every history listing shares."""
+    query = select(model).where(model.user_id == user_id)
+    if symbol:
+        query = query.where(model.symbol == symbol.upper())
+    if status:
+        query = query.where(model.status == status)
+    if since:
+        query = query.where(model.created_at >= since)
+    if until:
+        query = query.where(model.created_at < until)
+    return query
+
+
 @router.get("/signals", response_model=Page[SignalOut], summary="My signals, newest first")
 async def list_signals(
     user: CurrentUser,
@@ -46,15 +68,7 @@ async def list_signals(
     limit: Limit = 50,
     cursor: str | None = None,
 ) -> Page[SignalOut]:
-    query = select(TradingSignal).where(TradingSignal.user_id == user.id)
-    if symbol:
-        query = query.where(TradingSignal.symbol == symbol.upper())
-    if status:
-        query = query.where(TradingSignal.status == status)
-    if since:
-        query = query.where(TradingSignal.created_at >= since)
-    if until:
-        query = query.where(TradingSignal.created_at < until)
+    query = _owned(TradingSignal, user.id, symbol=symbol, status=status, since=since, until=until)
     statement = page(query, TradingSignal.created_at, TradingSignal.id, cursor=cursor, limit=limit)
     rows = (await session.scalars(statement)).all()
     return to_page(rows, limit, SignalOut)
@@ -80,17 +94,9 @@ async def list_trades(
     limit: Limit = 50,
     cursor: str | None = None,
 ) -> Page[TradeOut]:
-    query = select(RealTrade).where(RealTrade.user_id == user.id)
-    if symbol:
-        query = query.where(RealTrade.symbol == symbol.upper())
-    if status:
-        query = query.where(RealTrade.status == status)
+    query = _owned(RealTrade, user.id, symbol=symbol, status=status, since=since, until=until)
     if signal_id:
         query = query.where(RealTrade.signal_id == signal_id)
-    if since:
-        query = query.where(RealTrade.created_at >= since)
-    if until:
-        query = query.where(RealTrade.created_at < until)
     statement = page(query, RealTrade.created_at, RealTrade.id, cursor=cursor, limit=limit)
     rows = (await session.scalars(statement)).all()
     return to_page(rows, limit, TradeOut)

@@ -32,7 +32,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.core.position_sizing import SizingError, SizingRequest, size_position
 from app.core.risk_manager import EntryRequest, OpenPosition, RiskContext, RiskLimits, check_entry
-from app.exchanges.base import ExchangeAdapter, Order, OrderRequest, OrderSide, OrderType
+from app.exchanges.base import (
+    ExchangeAdapter,
+    Order,
+    OrderRequest,
+    OrderSide,
+    OrderType,
+    Position,
+)
 from app.exchanges.errors import OrderRejected
 from app.exchanges.factory import AdapterFactory
 from app.logging.logger import get_logger
@@ -237,11 +244,12 @@ class SignalExecutor:
         symbol = signal.symbol
         entry = await adapter.get_order(symbol, client_order_id=client_order_id(signal.id, ENTRY))
         if entry is None:
-            decided = await self._decide_entry(adapter, signal, side)
+            # Read once: the key lock keeps it unchanged until this signal is done.
+            position = await adapter.get_position(symbol)
+            decided = await self._decide_entry(adapter, signal, side, position)
             if isinstance(decided, Outcome):
                 return decided
             quantity, leverage, risk = decided
-            position = await adapter.get_position(symbol)
             if position is not None and position.side != side:  # flip: close the other side
                 await self._cancel_protection(adapter, signal.user_id, symbol)
                 await self._place(
@@ -320,7 +328,11 @@ class SignalExecutor:
         return None
 
     async def _decide_entry(
-        self, adapter: ExchangeAdapter, signal: TradingSignal, side: str
+        self,
+        adapter: ExchangeAdapter,
+        signal: TradingSignal,
+        side: str,
+        position: Position | None,
     ) -> Outcome | tuple[Decimal, int, Outcome]:
         """Size the entry and run the risk checks: (quantity, leverage, risk) or a refusal."""
         symbol = signal.symbol
@@ -332,7 +344,7 @@ class SignalExecutor:
                 limits_row = UserRiskSettings(user_id=signal.user_id)
                 session.add(limits_row)
                 await session.commit()
-            context = await self._risk_context(session, signal, adapter)
+            context = await self._risk_context(session, signal, adapter, position)
         limits = RiskLimits.from_row(limits_row)
         market = await adapter.market(symbol)
         # Size from the market price now, not the alert's (which may be a bar close ago).
@@ -387,8 +399,13 @@ class SignalExecutor:
         )
 
     async def _risk_context(
-        self, session: AsyncSession, signal: TradingSignal, adapter: ExchangeAdapter
+        self,
+        session: AsyncSession,
+        signal: TradingSignal,
+        adapter: ExchangeAdapter,
+        same_symbol: Position | None,
     ) -> RiskContext:
+        """Risk inputs; `same_symbol` is the exchange's position on the signal's symbol."""
         exchange = signal.exchange or "paper"
         today = func.date_trunc("day", func.timezone("UTC", func.now()))
         positions = (
@@ -402,7 +419,6 @@ class SignalExecutor:
                 )
             )
         ).all()
-        same_symbol = await adapter.get_position(signal.symbol)
         open_positions = [
             OpenPosition(p.symbol, p.side, p.quantity, p.entry_price) for p in positions
         ]
