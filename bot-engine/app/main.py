@@ -20,6 +20,7 @@ from app.core.auth import build_verifier
 from app.core.database import create_engine, create_sessionmaker
 from app.core.errors import install_error_handlers
 from app.core.local_issuer import LocalIssuer
+from app.core.pg import create_pool
 from app.core.redis import create_redis
 from app.logging.logger import get_logger
 from app.logging.middleware import RequestContextMiddleware
@@ -45,6 +46,9 @@ def _lifespan(settings: Settings, run_workers: bool):  # type: ignore[no-untyped
             pool_size=settings.DATABASE_POOL_SIZE,
             max_overflow=settings.DATABASE_MAX_OVERFLOW,
         )
+        pg = await create_pool(
+            settings.DATABASE_URL.get_secret_value(), max_size=settings.DATABASE_POOL_SIZE
+        )
         redis = create_redis(settings.REDIS_URL.get_secret_value())
         http_client = httpx.AsyncClient(timeout=httpx.Timeout(5.0))
         local_issuer = None
@@ -55,6 +59,7 @@ def _lifespan(settings: Settings, run_workers: bool):  # type: ignore[no-untyped
         app.state.settings = settings
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
+        app.state.pg = pg
         app.state.redis = redis
         app.state.http = http_client
         app.state.local_issuer = local_issuer
@@ -65,9 +70,7 @@ def _lifespan(settings: Settings, run_workers: bool):  # type: ignore[no-untyped
         try:
             if runtime is not None:
                 await runtime.start()
-                app.state.pipeline = pipeline.install(
-                    runtime, settings, engine, app.state.sessionmaker, redis
-                )
+                app.state.pipeline = pipeline.install(runtime, settings, pg, redis)
             log.info(
                 "engine_started",
                 env=settings.ENVIRONMENT.value,
@@ -80,6 +83,7 @@ def _lifespan(settings: Settings, run_workers: bool):  # type: ignore[no-untyped
                 await runtime.stop()
             await http_client.aclose()
             await redis.aclose()
+            await pg.close()
             await engine.dispose()
             log.info("engine_stopped")
 

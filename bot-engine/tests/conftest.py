@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.config import Settings
 from app.core.database import create_engine, create_sessionmaker, ensure_database
+from app.core.pg import Pool, create_pool
 from app.core.redis import create_redis
 from app.embedded.ports import free_port
 from app.embedded.stack import LocalStack
@@ -140,6 +141,14 @@ async def db_engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     engine = create_engine(database_url, pool_size=5, max_overflow=5)
     yield engine
     await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+async def pg_pool(database_url: str) -> AsyncIterator[Pool]:
+    """The hot path's asyncpg pool on the test database (shared by the session)."""
+    pool = await create_pool(database_url, min_size=1, max_size=10)
+    yield pool
+    await pool.close()
 
 
 @pytest.fixture(scope="session")

@@ -18,8 +18,8 @@ from fastapi import APIRouter, Request
 from app.config import Settings
 from app.core import rate_limit, webhook_tokens
 from app.core.client_ip import client_ip
-from app.core.database import SessionDep
 from app.core.errors import AppError, Forbidden, Unauthorized, ValidationFailed
+from app.core.pg import Pool
 from app.core.redis import RedisDep
 from app.core.signal_intake import IntakeOutcome, record_alert
 from app.core.signal_processor import is_stale, parse_alert
@@ -77,7 +77,7 @@ async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
         429: {"description": "Too many alerts for this token; see Retry-After"},
     },
 )
-async def tradingview(request: Request, session: SessionDep, redis: RedisDep) -> WebhookAccepted:
+async def tradingview(request: Request, redis: RedisDep) -> WebhookAccepted:
     settings: Settings = request.app.state.settings
     if settings.TRADINGVIEW_IP_ALLOWLIST:
         source = client_ip(request, settings.TRUSTED_PROXIES)
@@ -92,12 +92,12 @@ async def tradingview(request: Request, session: SessionDep, redis: RedisDep) ->
     )
     if not alert.token:
         raise Unauthorized("the alert has no token", field="token", code="missing_token")
-    user = await webhook_tokens.authenticate(session, alert.token)
-    if user is None:
+    pool: Pool = request.app.state.pg
+    owner = await webhook_tokens.authenticate(pool, alert.token)
+    if owner is None:
         log.warning("webhook_token_rejected")
         raise Unauthorized("unknown or revoked token", field="token", code="invalid_token")
-    user_id, tier = user.id, user.subscription_tier
-    await session.commit()
+    user_id = owner.user_id
 
     verdict = await rate_limit.hit(
         redis, "wh:" + webhook_tokens.hash_token(alert.token)[:24], settings.WEBHOOK_RATE_LIMIT
@@ -114,7 +114,8 @@ async def tradingview(request: Request, session: SessionDep, redis: RedisDep) ->
             f"alert is older than {settings.MAX_ALERT_AGE_S} s", field="timenow", code="stale_alert"
         )
 
-    result = await record_alert(session, settings, user_id, tier, alert)
+    async with pool.acquire() as conn:
+        result = await record_alert(conn, settings, user_id, owner.tier, alert)
     if result.outcome is IntakeOutcome.QUEUED:
         try:
             await queue.enqueue(redis, result.signal_id, user_id, result.symbol)

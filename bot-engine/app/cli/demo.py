@@ -61,8 +61,12 @@ async def ensure_demo_account(settings: Settings) -> DemoAccount:
         if user is None:
             user = await users.create_user(session, DEMO_EMAIL, Tier.PRO)
         token = _remembered_token(settings)
-        owner = await webhook_tokens.authenticate(session, token) if token else None
-        if owner is None or owner.id != user.id:
+        owner = None
+        if token:
+            raw = (await (await session.connection()).get_raw_connection()).driver_connection
+            assert raw is not None
+            owner = await webhook_tokens.authenticate(raw, token)
+        if owner is None or owner.user_id != user.id:
             issued = await webhook_tokens.issue(session, user.id, name="demo")
             token = issued.token
             _remember_token(settings, user.id, token)

@@ -178,7 +178,7 @@ def worker(
 ) -> None:
     """Background workers only, in a process of their own (scale-out)."""
     from app.cli.services import service_settings
-    from app.core.database import create_engine, create_sessionmaker
+    from app.core.pg import create_pool
     from app.core.redis import create_redis
     from app.workers import pipeline
     from app.workers.runtime import WorkerRuntime
@@ -188,10 +188,10 @@ def worker(
     async def main(resolved: Settings) -> None:
         assert resolved.REDIS_URL is not None and resolved.DATABASE_URL is not None
         redis = create_redis(resolved.REDIS_URL.get_secret_value())
-        engine = create_engine(
+        # Each running key holds a connection (its lock) and borrows one per exchange call.
+        pool = await create_pool(
             resolved.DATABASE_URL.get_secret_value(),
-            pool_size=resolved.DATABASE_POOL_SIZE,
-            max_overflow=resolved.DATABASE_MAX_OVERFLOW,
+            max_size=2 * resolved.WORKER_CONCURRENCY + 4,
         )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -200,12 +200,12 @@ def worker(
         runtime = WorkerRuntime(redis, role="worker")
         try:
             await runtime.start()
-            pipeline.install(runtime, resolved, engine, create_sessionmaker(engine), redis)
+            pipeline.install(runtime, resolved, pool, redis)
             await stop.wait()
         finally:
             await runtime.stop()
             await redis.aclose()
-            await engine.dispose()
+            await pool.close()
 
     try:
         with service_settings(settings) as resolved:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import asyncpg
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -164,6 +165,14 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(ClientDisconnect, _client_gone)
     # Connection-level failures: the database is down or unreachable, not a bug in the request.
-    for connection_error in (OperationalError, InterfaceError, ConnectionError, TimeoutError):
+    for connection_error in (
+        OperationalError,  # SQLAlchemy
+        InterfaceError,
+        asyncpg.PostgresConnectionError,  # asyncpg: lost connection, cannot connect
+        asyncpg.OperatorInterventionError,  # shutting down, starting up, statement canceled
+        asyncpg.InsufficientResourcesError,  # too many connections, disk full
+        ConnectionError,  # refused, reset
+        TimeoutError,
+    ):
         app.add_exception_handler(connection_error, _dependency_down)
     app.add_exception_handler(Exception, _unhandled)

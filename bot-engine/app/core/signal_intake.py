@@ -17,13 +17,9 @@ import uuid
 from dataclasses import dataclass
 from enum import StrEnum
 
-from sqlalchemy import func, select, text
-from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from app.config import Settings
+from app.core.pg import Connection
 from app.core.signal_processor import alert_fingerprint
-from app.models import TradingSignal
 from app.schemas.webhook import Alert
 
 
@@ -41,13 +37,28 @@ class IntakeResult:
 
 
 EXECUTING_TIERS = frozenset({"pro", "enterprise"})
-# Built once: the values travel as parameters (building a 20-column statement per alert was
-# the webhook's largest single cost).
-_INSERT_SIGNAL = (
-    insert(TradingSignal)
-    .on_conflict_do_nothing(index_elements=["user_id", "dedupe_key"])
-    .returning(TradingSignal.id)
-)
+FREE_TIER_REASON = "free tier: signal recorded, not executed (upgrade to Pro for auto-execution)"
+
+_INSERT_SIGNAL = """
+    INSERT INTO trading_signals (
+        user_id, strategy_id, signal_type, symbol, exchange, price, suggested_entry,
+        suggested_stop_loss, suggested_take_profit, source, raw_payload, leverage,
+        requested_quantity, requested_notional, risk_percent, dedupe_key, payload_hash,
+        status, status_reason)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'tradingview', $10, $11, $12, $13, $14, $15, $16,
+            $17, $18)
+    ON CONFLICT (user_id, dedupe_key) DO NOTHING
+    RETURNING id
+"""
+_BY_DEDUPE_KEY = "SELECT id FROM trading_signals WHERE user_id = $1 AND dedupe_key = $2"
+# Holds a lock on (user, payload) until the transaction ends, so that concurrent identical
+# alerts without an alert_id are decided one at a time; then finds the one inside the window.
+_LOCK_PAYLOAD = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))"
+_SAME_PAYLOAD = """
+    SELECT id FROM trading_signals
+    WHERE user_id = $1 AND payload_hash = $2 AND created_at >= now() - make_interval(secs => $3)
+    ORDER BY created_at LIMIT 1
+"""
 
 
 def _alert_id_key(alert_id: str) -> str:
@@ -55,76 +66,58 @@ def _alert_id_key(alert_id: str) -> str:
 
 
 async def record_alert(
-    session: AsyncSession, settings: Settings, user_id: str, tier: str, alert: Alert
+    conn: Connection, settings: Settings, user_id: str, tier: str, alert: Alert
 ) -> IntakeResult:
     """Store the alert of user `user_id` (of subscription `tier`) as a signal, or find the one
-    it duplicates; ends the session's transaction."""
+    it duplicates. `conn` must not be inside a transaction: the signal is committed on return."""
     fingerprint = alert_fingerprint(alert)
     status = IntakeOutcome.QUEUED if tier in EXECUTING_TIERS else IntakeOutcome.LOGGED
-    if alert.alert_id:
-        dedupe_key = _alert_id_key(alert.alert_id)
-    else:
-        existing = await _recent_same_payload(session, settings, user_id, fingerprint)
+    if alert.alert_id:  # the unique key decides, in one autocommitted statement
+        return await _insert(conn, user_id, alert, _alert_id_key(alert.alert_id), fingerprint,
+                             status)  # fmt: skip
+    async with conn.transaction():
+        await conn.execute(_LOCK_PAYLOAD, f"{user_id}:{fingerprint}")
+        existing = await conn.fetchval(
+            _SAME_PAYLOAD, user_id, fingerprint, settings.DEDUPE_WINDOW_S
+        )
         if existing is not None:
-            await session.rollback()  # releases the advisory lock
             return IntakeResult(IntakeOutcome.DUPLICATE, existing, alert.symbol)
         bucket = int(time.time()) // settings.DEDUPE_WINDOW_S
-        dedupe_key = f"h:{fingerprint}:{bucket}"
+        return await _insert(conn, user_id, alert, f"h:{fingerprint}:{bucket}", fingerprint,
+                             status)  # fmt: skip
 
-    values = {
-        "user_id": user_id,
-        "strategy_id": alert.strategy_id,
-        "signal_type": alert.action.value,
-        "symbol": alert.symbol,
-        "exchange": alert.exchange,
-        "price": alert.price,
-        "suggested_entry": alert.price if alert.is_entry else None,
-        "suggested_stop_loss": alert.stop_loss,
-        "suggested_take_profit": alert.take_profit,
-        "source": "tradingview",
-        "raw_payload": alert.payload_without_token(),
-        "leverage": alert.leverage,
-        "requested_quantity": alert.qty,
-        "requested_notional": alert.notional_usd,
-        "risk_percent": alert.risk_percent,
-        "dedupe_key": dedupe_key,
-        "payload_hash": fingerprint,
-        "status": status.value,
-        "status_reason": None
-        if status is IntakeOutcome.QUEUED
-        else "free tier: signal recorded, not executed (upgrade to Pro for auto-execution)",
-    }
-    signal_id = (await session.execute(_INSERT_SIGNAL, values)).scalar_one_or_none()
+
+async def _insert(
+    conn: Connection,
+    user_id: str,
+    alert: Alert,
+    dedupe_key: str,
+    fingerprint: str,
+    status: IntakeOutcome,
+) -> IntakeResult:
+    signal_id = await conn.fetchval(
+        _INSERT_SIGNAL,
+        user_id,
+        alert.strategy_id,
+        alert.action.value,
+        alert.symbol,
+        alert.exchange,
+        alert.price,
+        alert.price if alert.is_entry else None,
+        alert.stop_loss,
+        alert.take_profit,
+        alert.payload_without_token(),
+        alert.leverage,
+        alert.qty,
+        alert.notional_usd,
+        alert.risk_percent,
+        dedupe_key,
+        fingerprint,
+        status.value,
+        None if status is IntakeOutcome.QUEUED else FREE_TIER_REASON,
+    )
     if signal_id is None:  # the same alert won the race or came before
-        original = await session.scalar(
-            select(TradingSignal.id).where(
-                TradingSignal.user_id == user_id, TradingSignal.dedupe_key == dedupe_key
-            )
-        )
-        await session.rollback()
+        original = await conn.fetchval(_BY_DEDUPE_KEY, user_id, dedupe_key)
         assert original is not None
         return IntakeResult(IntakeOutcome.DUPLICATE, original, alert.symbol)
-    await session.commit()
     return IntakeResult(status, signal_id, alert.symbol)
-
-
-async def _recent_same_payload(
-    session: AsyncSession, settings: Settings, user_id: str, fingerprint: str
-) -> uuid.UUID | None:
-    """The signal with this payload inside the window, holding a lock on (user, payload)
-    until the transaction ends so that concurrent identical alerts are decided one at a time."""
-    await session.execute(
-        text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
-        {"key": f"{user_id}:{fingerprint}"},
-    )
-    window_start = func.now() - func.make_interval(0, 0, 0, 0, 0, 0, settings.DEDUPE_WINDOW_S)
-    return await session.scalar(
-        select(TradingSignal.id)
-        .where(
-            TradingSignal.user_id == user_id,
-            TradingSignal.payload_hash == fingerprint,
-            TradingSignal.created_at >= window_start,
-        )
-        .order_by(TradingSignal.created_at)
-        .limit(1)
-    )

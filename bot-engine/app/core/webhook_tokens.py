@@ -15,10 +15,11 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import NotFound
+from app.core.pg import Connection, Pool
 from app.models import User, WebhookToken
 
 TOKEN_PREFIX = "jt_wh_"  # noqa: S105 - a public marker, not a secret
@@ -87,25 +88,35 @@ async def list_for_user(session: AsyncSession, user_id: str) -> list[WebhookToke
     return list((await session.execute(query)).scalars())
 
 
-async def authenticate(session: AsyncSession, token: str) -> User | None:
-    """The owner of an active token, or None. Touches `last_used_at`; the caller commits."""
+@dataclass(frozen=True)
+class TokenOwner:
+    user_id: str
+    tier: str  # the user's subscription tier
+
+
+# One round trip: find the active token and its owner, and touch `last_used_at` when stale.
+_AUTHENTICATE = """
+    WITH hit AS (
+        SELECT t.id, t.token_hash, t.last_used_at, u.id AS user_id, u.subscription_tier
+        FROM webhook_tokens t JOIN users u ON u.id = t.user_id
+        WHERE t.token_hash = $1 AND t.revoked_at IS NULL
+    ),
+    touched AS (
+        UPDATE webhook_tokens w SET last_used_at = now()
+        FROM hit
+        WHERE w.id = hit.id AND (hit.last_used_at IS NULL
+            OR hit.last_used_at <= now() - make_interval(secs => $2))
+    )
+    SELECT token_hash, user_id, subscription_tier FROM hit
+"""
+
+
+async def authenticate(conn: Connection | Pool, token: str) -> TokenOwner | None:
+    """The owner of an active token, or None; touches `last_used_at` (autocommitted)."""
     if not looks_like_token(token):
         return None
     digest = hash_token(token)
-    query = (
-        select(WebhookToken, User)
-        .join(User, User.id == WebhookToken.user_id)
-        .where(WebhookToken.token_hash == digest, WebhookToken.revoked_at.is_(None))
-    )
-    row = (await session.execute(query)).one_or_none()
-    if row is None:
+    row = await conn.fetchrow(_AUTHENTICATE, digest, _TOUCH_INTERVAL.total_seconds())
+    if row is None or not hmac.compare_digest(row["token_hash"], digest):
         return None
-    record, user = row
-    if not hmac.compare_digest(record.token_hash, digest):
-        return None
-    now = datetime.now(UTC)
-    if record.last_used_at is None or now - record.last_used_at >= _TOUCH_INTERVAL:
-        await session.execute(
-            update(WebhookToken).where(WebhookToken.id == record.id).values(last_used_at=now)
-        )
-    return user
+    return TokenOwner(row["user_id"], row["subscription_tier"])

@@ -6,9 +6,8 @@ user's API key (not available in this build: such signals fail with a clear reas
 
 from __future__ import annotations
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
 from app.config import Settings
+from app.core.pg import Pool
 from app.exchanges.base import ExchangeAdapter
 from app.exchanges.errors import OrderRejected
 from app.exchanges.paper import PaperExchange
@@ -31,16 +30,16 @@ class AdapterFactory:
     def __init__(
         self,
         settings: Settings,
-        sessionmaker: async_sessionmaker[AsyncSession],
+        pool: Pool,
         paper_feed: PriceFeed,
     ) -> None:
         self.settings = settings
-        self.sessionmaker = sessionmaker
+        self.pool = pool
         self.paper_feed = paper_feed
 
     def paper(self, user_id: str) -> PaperExchange:
         return PaperExchange(
-            self.sessionmaker,
+            self.pool,
             user_id,
             self.paper_feed,
             starting_balance=self.settings.PAPER_STARTING_BALANCE,

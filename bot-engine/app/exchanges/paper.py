@@ -30,10 +30,19 @@ What it simulates, and how:
   at a leverage nobody chose). There is no liquidation and no funding.
 
 Money and prices are Decimals quantised to 8 decimal places (banker's rounding, the
-database's NUMERIC(20, 8)); fill prices are on the market's tick. Every public method is one
-transaction that first locks the account row (`FOR UPDATE`, `FOR SHARE` for reads), so
-concurrent calls on one account are serialised and the books always balance:
-wallet = starting balance + sum(realised PnL) - sum(fees).
+database's NUMERIC(20, 8)); fill prices are on the market's tick.
+
+Storage is plain SQL on the asyncpg pool, in as few round trips as the guarantees allow:
+- A call that changes the account (`create_order`, `cancel_order`, `set_leverage`,
+  `process_price`) is one transaction on one connection. It first locks the account row
+  (`FOR UPDATE`, creating the account on first use), so concurrent writers of one account
+  are serialised and the books always balance: wallet = starting balance + sum(realised
+  PnL) - sum(fees). It then reads the book with one more statement (not in the locking one:
+  a statement's snapshot is taken before it waits for the lock, so it could miss what the
+  previous holder committed), and writes back only the rows that changed, in one statement.
+- A read is a single statement outside any transaction: it sees one snapshot, and writers
+  commit a whole book at once, so it needs no lock. Reads never write: an account that
+  does not exist yet reads as a fresh one holding the starting balance.
 """
 
 from __future__ import annotations
@@ -42,14 +51,13 @@ import re
 import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
+from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+import asyncpg
 
+from app.core.pg import Connection, Pool
 from app.exchanges.base import (
     QUOTE_ASSET,
     Balance,
@@ -66,13 +74,8 @@ from app.exchanges.errors import InsufficientFunds, OrderNotFound, OrderRejected
 from app.exchanges.price_feed import PriceFeed
 from app.exchanges.symbols import PAPER_MARKETS, paper_market
 from app.logging.logger import get_logger
-from app.models.paper import (
-    PAPER_WORKING_STATUSES,
-    PaperAccount,
-    PaperLeverage,
-    PaperOrder,
-    PaperPosition,
-)
+from app.models.base import in_values
+from app.models.paper import PAPER_WORKING_STATUSES
 
 log = get_logger("exchange.paper")
 
@@ -94,6 +97,160 @@ def _money(value: Decimal) -> Decimal:
 def _shown(value: Decimal) -> str:
     """A Decimal for a sentence: no exponent, no trailing zeros."""
     return f"{value.normalize():f}"
+
+
+# --------------------------------------------------------------------------- rows
+
+
+@dataclass
+class _OrderRow:
+    """A `paper_orders` row (its account aside), as the exchange reads and changes it."""
+
+    id: uuid.UUID
+    client_order_id: str
+    symbol: str
+    side: str
+    type: str
+    status: str
+    quantity: Decimal
+    filled_quantity: Decimal
+    avg_fill_price: Decimal | None
+    price: Decimal | None
+    stop_price: Decimal | None
+    reduce_only: bool
+    fee: Decimal
+    realized_pnl: Decimal
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def from_record(cls, record: asyncpg.Record) -> _OrderRow:
+        values = {name: record[name] for name in _ORDER_FIELDS}
+        # asyncpg's own UUID class, which the json codec cannot write, made a standard one.
+        values["id"] = uuid.UUID(bytes=values["id"].bytes)
+        return cls(**values)
+
+
+@dataclass
+class _PositionRow:
+    """A `paper_positions` row (its account and `updated_at` aside)."""
+
+    symbol: str
+    side: str  # "long" | "short"
+    quantity: Decimal
+    entry_price: Decimal
+    leverage: int
+
+    @classmethod
+    def from_record(cls, record: asyncpg.Record) -> _PositionRow:
+        return cls(**{name: record[name] for name in _POSITION_FIELDS})
+
+
+_ORDER_FIELDS = tuple(f.name for f in fields(_OrderRow))
+_POSITION_FIELDS = tuple(f.name for f in fields(_PositionRow))
+
+# --------------------------------------------------------------------------- SQL
+# Rows are written as jsonb arrays of objects (the pool's codec serialises the dataclasses,
+# Decimals as strings, so amounts stay exact) and read back as composite records, whose
+# NUMERIC fields arrive as Decimals. `_IS_WORKING` repeats the partial index's predicate.
+
+_IS_WORKING = in_values("status", PAPER_WORKING_STATUSES)
+_ORDER_COLUMNS = ", ".join(_ORDER_FIELDS)
+
+# The account's lock, held to the end of the transaction, and the transaction's timestamp,
+# which is what `now()` defaults and the `updated_at` triggers write.
+_LOCK = "SELECT now() FROM paper_accounts WHERE account_id = $1 FOR UPDATE"
+_CREATE = """
+INSERT INTO paper_accounts (account_id, wallet_balance) VALUES ($1, $2)
+ON CONFLICT (account_id) DO NOTHING
+RETURNING now()
+"""
+# The whole book in one row (`wallet` is NULL while the account does not exist), plus the
+# order that already has the client id $2, if any.
+_BOOK = f"""
+SELECT
+    (SELECT wallet_balance FROM paper_accounts WHERE account_id = $1) AS wallet,
+    ARRAY(SELECT p FROM paper_positions p WHERE p.account_id = $1) AS positions,
+    ARRAY(
+        SELECT o FROM paper_orders o WHERE o.account_id = $1 AND o.{_IS_WORKING}
+        ORDER BY o.created_at, o.id
+    ) AS working,
+    (
+        SELECT jsonb_object_agg(symbol, leverage) FROM paper_leverage WHERE account_id = $1
+    ) AS leverage,
+    (
+        SELECT o FROM paper_orders o WHERE o.account_id = $1 AND o.client_order_id = $2
+    ) AS existing
+"""  # noqa: S608 - composed of constants only
+# Every change a writer makes, in one statement: $2 the new wallet (NULL: unchanged), $3 the
+# symbols of closed positions, $4 positions opened or changed, $5 new orders, $6 changed
+# orders, $7 leverage settings. The parts touch disjoint rows, as one statement must.
+_SAVE = """
+WITH wallet AS (
+    UPDATE paper_accounts SET wallet_balance = $2
+    WHERE account_id = $1 AND $2::numeric IS NOT NULL
+), closed AS (
+    DELETE FROM paper_positions WHERE account_id = $1 AND symbol = ANY($3::text[])
+), positions AS (
+    INSERT INTO paper_positions (account_id, symbol, side, quantity, entry_price, leverage)
+    SELECT $1, symbol, side, quantity, entry_price, leverage
+    FROM jsonb_to_recordset($4::jsonb) AS r(
+        symbol text, side text, quantity numeric, entry_price numeric, leverage int
+    )
+    ON CONFLICT (account_id, symbol) DO UPDATE SET
+        side = excluded.side,
+        quantity = excluded.quantity,
+        entry_price = excluded.entry_price,
+        leverage = excluded.leverage
+), placed AS (
+    INSERT INTO paper_orders (
+        id, account_id, client_order_id, symbol, side, type, status, quantity,
+        filled_quantity, avg_fill_price, price, stop_price, reduce_only, fee, realized_pnl
+    )
+    SELECT
+        id, $1, client_order_id, symbol, side, type, status, quantity,
+        filled_quantity, avg_fill_price, price, stop_price, reduce_only, fee, realized_pnl
+    FROM jsonb_to_recordset($5::jsonb) AS r(
+        id uuid, client_order_id text, symbol text, side text, type text, status text,
+        quantity numeric, filled_quantity numeric, avg_fill_price numeric, price numeric,
+        stop_price numeric, reduce_only boolean, fee numeric, realized_pnl numeric
+    )
+), changed AS (
+    UPDATE paper_orders o SET
+        status = r.status,
+        quantity = r.quantity,
+        filled_quantity = r.filled_quantity,
+        avg_fill_price = r.avg_fill_price,
+        fee = r.fee,
+        realized_pnl = r.realized_pnl
+    FROM jsonb_to_recordset($6::jsonb) AS r(
+        id uuid, status text, quantity numeric, filled_quantity numeric,
+        avg_fill_price numeric, fee numeric, realized_pnl numeric
+    )
+    WHERE o.id = r.id AND o.account_id = $1
+), leverage AS (
+    INSERT INTO paper_leverage (account_id, symbol, leverage)
+    SELECT $1, symbol, leverage FROM jsonb_to_recordset($7::jsonb) AS r(symbol text, leverage int)
+    ON CONFLICT (account_id, symbol) DO UPDATE SET leverage = excluded.leverage
+)
+SELECT
+"""
+_ORDER_BY_ID = f"""
+SELECT {_ORDER_COLUMNS} FROM paper_orders WHERE account_id = $1 AND id = $2
+"""  # noqa: S608 - composed of constants only
+_ORDER_BY_CLIENT_ID = f"""
+SELECT {_ORDER_COLUMNS} FROM paper_orders WHERE account_id = $1 AND client_order_id = $2
+"""  # noqa: S608 - composed of constants only
+_WORKING_ORDERS = f"""
+SELECT {_ORDER_COLUMNS} FROM paper_orders WHERE account_id = $1 AND {_IS_WORKING}
+ORDER BY created_at, id
+"""  # noqa: S608 - composed of constants only
+_WORKING_PAIRS = f"""
+SELECT DISTINCT account_id, symbol FROM paper_orders WHERE {_IS_WORKING}
+ORDER BY account_id, symbol
+"""  # noqa: S608 - composed of constants only
+_CANCEL = "UPDATE paper_orders SET status = $2 WHERE id = $1"
+_WALLET = "SELECT wallet_balance FROM paper_accounts WHERE account_id = $1"
 
 
 # --------------------------------------------------------------------------- position math
@@ -150,7 +307,7 @@ def _reduces(side: str, net: _Net | None) -> bool:
     return net is not None and (net.size > 0) == (side == OrderSide.SELL)
 
 
-def _triggered(row: PaperOrder, price: Decimal) -> bool:
+def _triggered(row: _OrderRow, price: Decimal) -> bool:
     """Whether the price `price` triggers (or reaches) the resting order `row`."""
     buy = row.side == OrderSide.BUY
     if row.type == OrderType.LIMIT:
@@ -162,7 +319,7 @@ def _triggered(row: PaperOrder, price: Decimal) -> bool:
     return price <= row.stop_price if buy else price >= row.stop_price  # take-profit
 
 
-def _to_order(row: PaperOrder) -> Order:
+def _to_order(row: _OrderRow) -> Order:
     return Order(
         order_id=str(row.id),
         client_order_id=row.client_order_id,
@@ -189,13 +346,37 @@ def _to_order(row: PaperOrder) -> Order:
 
 @dataclass
 class _Book:
-    """One account's state, loaded inside a transaction that holds the account's lock."""
+    """One account's state, and the changes made to it since it was loaded (`save` writes
+    them back). Writers load it inside a transaction that holds the account's lock."""
 
-    account: PaperAccount
-    positions: dict[str, PaperPosition]
-    working: list[PaperOrder]  # orders still working, oldest first
+    wallet: Decimal
+    positions: dict[str, _PositionRow]
+    working: list[_OrderRow]  # orders still working when loaded, oldest first
     leverage: dict[str, int]
     marks: dict[str, Decimal] = field(default_factory=dict)
+    placed: list[_OrderRow] = field(default_factory=list)  # new orders, to insert
+    # The state as loaded, to find what changed.
+    _loaded_wallet: Decimal = field(init=False, repr=False)
+    _loaded_positions: dict[str, _PositionRow] = field(init=False, repr=False)
+    _loaded_orders: dict[uuid.UUID, _OrderRow] = field(init=False, repr=False)
+    _loaded_leverage: dict[str, int] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._loaded_wallet = self.wallet
+        self._loaded_positions = {s: replace(row) for s, row in self.positions.items()}
+        self._loaded_orders = {row.id: replace(row) for row in self.working}
+        self._loaded_leverage = dict(self.leverage)
+
+    @classmethod
+    def from_record(cls, record: asyncpg.Record, starting_balance: Decimal) -> _Book:
+        """The book in a `_BOOK` row; a fresh one when the account does not exist yet."""
+        wallet = record["wallet"]
+        return cls(
+            wallet=starting_balance if wallet is None else wallet,
+            positions={p["symbol"]: _PositionRow.from_record(p) for p in record["positions"]},
+            working=[_OrderRow.from_record(o) for o in record["working"]],
+            leverage=record["leverage"] or {},
+        )
 
     def net(self, symbol: str) -> _Net | None:
         row = self.positions.get(symbol)
@@ -222,7 +403,7 @@ class _Book:
             start=Decimal(0),
         )
 
-    def order_margin(self, excluding: PaperOrder | None = None) -> Decimal:
+    def order_margin(self, excluding: _OrderRow | None = None) -> Decimal:
         """Initial margin held by resting limit orders that may increase exposure."""
         total = Decimal(0)
         for row in self.working:
@@ -234,7 +415,7 @@ class _Book:
         return total
 
     def available(
-        self, nets: Mapping[str, _Net], wallet: Decimal, excluding: PaperOrder | None = None
+        self, nets: Mapping[str, _Net], wallet: Decimal, excluding: _OrderRow | None = None
     ) -> Decimal:
         """Margin left for new exposure: wallet + unrealised PnL - initial margin."""
         return (
@@ -244,13 +425,50 @@ class _Book:
             - self.order_margin(excluding)
         )
 
+    def store_position(self, symbol: str, net: _Net | None) -> None:
+        """Make `net` the position on `symbol` (None: flat)."""
+        row = self.positions.get(symbol)
+        if net is None:
+            self.positions.pop(symbol, None)
+        elif row is None:
+            self.positions[symbol] = _PositionRow(
+                symbol, net.side, abs(net.size), net.entry, net.leverage
+            )
+        else:
+            row.side, row.quantity = net.side, abs(net.size)
+            row.entry_price, row.leverage = net.entry, net.leverage
+
+    async def save(self, conn: Connection, account_id: str, now: datetime) -> None:
+        """Write what changed since the book was loaded, in one statement (none when
+        nothing did). Changed orders get `updated_at` = `now`, as the trigger sets it."""
+        changed = [row for row in self.working if row != self._loaded_orders[row.id]]
+        closed = [symbol for symbol in self._loaded_positions if symbol not in self.positions]
+        positions = [
+            row
+            for symbol, row in self.positions.items()
+            if row != self._loaded_positions.get(symbol)
+        ]
+        leverage = [
+            {"symbol": symbol, "leverage": value}
+            for symbol, value in self.leverage.items()
+            if value != self._loaded_leverage.get(symbol)
+        ]
+        wallet = None if self.wallet == self._loaded_wallet else self.wallet
+        if not (changed or closed or positions or leverage or self.placed) and wallet is None:
+            return
+        for row in changed:
+            row.updated_at = now
+        await conn.execute(
+            _SAVE, account_id, wallet, closed, positions, self.placed, changed, leverage
+        )
+
 
 class PaperExchange(ExchangeAdapter):
     """A paper futures account; see the module docstring for what it simulates."""
 
     def __init__(
         self,
-        sessionmaker: async_sessionmaker[AsyncSession],
+        pool: Pool,
         account_id: str,
         feed: PriceFeed,
         *,
@@ -268,7 +486,7 @@ class PaperExchange(ExchangeAdapter):
             if not isinstance(value, Decimal) or not value.is_finite() or value < 0:
                 raise ValueError(f"{label} must be a Decimal >= 0, got {value!r}")
         self.account_id = account_id
-        self._sessionmaker = sessionmaker
+        self._pool = pool
         self._feed = feed
         self._starting_balance = _money(starting_balance)
         self._fee_rate = taker_fee_rate
@@ -291,7 +509,7 @@ class PaperExchange(ExchangeAdapter):
         return True  # nothing to validate: the account is created on first use
 
     async def close(self) -> None:
-        return None  # the sessionmaker and the feed belong to the caller
+        return None  # the pool and the feed belong to the caller
 
     # ----------------------------------------------------------------------- orders
 
@@ -300,10 +518,10 @@ class PaperExchange(ExchangeAdapter):
         _check_shape(req, market)
         try:
             order, canceled = await self._place(req, market)
-        except IntegrityError as exc:
+        except asyncpg.UniqueViolationError as exc:
             # Two placements with one client id raced past the lock (cannot happen while
             # every writer locks the account first); the unique constraint decided.
-            if _UNIQUE_CLIENT_ID not in str(exc.orig):
+            if exc.constraint_name != _UNIQUE_CLIENT_ID:
                 raise
             existing = await self._order_by_client_id(req.client_order_id)
             if existing is None:
@@ -317,34 +535,32 @@ class PaperExchange(ExchangeAdapter):
     ) -> Order:
         self._market(symbol)
         _one_id(order_id, client_order_id)
-        async with self._transaction() as session:
-            await self._lock_account(session, exclusive=True)
-            row = await self._find_order(session, symbol, order_id, client_order_id)
+        async with self._writing() as (conn, now):
+            row = await self._find_order(conn, symbol, order_id, client_order_id)
             if row is None:
                 which = f"id {order_id}" if order_id else f"client id {client_order_id}"
                 raise OrderNotFound(f"no {symbol} order with {which} on this paper account")
             if row.status in _WORKING:
-                row.status = OrderStatus.CANCELED.value
-                await session.flush()
+                await conn.execute(_CANCEL, row.id, OrderStatus.CANCELED.value)
+                row.status, row.updated_at = OrderStatus.CANCELED.value, now
                 log.info("paper_order_canceled", account_id=self.account_id, order_id=str(row.id))
-            return _to_order(row)
+        return _to_order(row)
 
     async def get_order(
         self, symbol: str, *, order_id: str | None = None, client_order_id: str | None = None
     ) -> Order | None:
         self._market(symbol)
         _one_id(order_id, client_order_id)
-        async with self._transaction() as session:  # one row, read as committed: no lock
-            row = await self._find_order(session, symbol, order_id, client_order_id)
-            return None if row is None else _to_order(row)
+        async with self._pool.acquire() as conn:
+            row = await self._find_order(conn, symbol, order_id, client_order_id)
+        return None if row is None else _to_order(row)
 
     async def get_open_orders(self, symbol: str | None = None) -> list[Order]:
         if symbol is not None:
             self._market(symbol)
-        async with self._transaction() as session:
-            account = await self._lock_account(session, exclusive=False)
-            book = await self._load_book(session, account)
-            return [_to_order(r) for r in book.working if symbol is None or r.symbol == symbol]
+        records = await self._pool.fetch(_WORKING_ORDERS, self.account_id)
+        rows = (_OrderRow.from_record(record) for record in records)
+        return [_to_order(row) for row in rows if symbol is None or row.symbol == symbol]
 
     async def process_price(self, symbol: str, price: Decimal) -> list[Order]:
         """Fill this account's resting orders on `symbol` that `price` triggers or reaches;
@@ -353,14 +569,12 @@ class PaperExchange(ExchangeAdapter):
         market = self._market(symbol)
         if not isinstance(price, Decimal) or not price.is_finite() or price <= 0:
             raise ValueError(f"price must be a positive Decimal, got {price!r}")
-        filled: list[PaperOrder] = []
-        canceled: list[PaperOrder] = []
-        rejected: list[PaperOrder] = []
-        async with self._transaction() as session:
-            account = await self._lock_account(session, exclusive=True)
-            book = await self._load_book(
-                session, account, marks_for=(symbol,), known={symbol: price}
-            )
+        filled: list[_OrderRow] = []
+        canceled: list[_OrderRow] = []
+        rejected: list[_OrderRow] = []
+        async with self._writing() as (conn, now):
+            book, _ = await self._load_book(conn)
+            await self._mark(book, (symbol,), known={symbol: price})
             for row in [r for r in book.working if r.symbol == symbol]:
                 if row.status not in _WORKING or not _triggered(row, price):
                     continue
@@ -379,15 +593,15 @@ class PaperExchange(ExchangeAdapter):
                 else:
                     fill_price = self._taker_price(market, row.side, price)
                 try:
-                    await self._fill(session, book, row, quantity, fill_price)
+                    self._fill(book, row, quantity, fill_price)
                 except InsufficientFunds:
                     row.status = OrderStatus.REJECTED.value
                     rejected.append(row)
                     continue
                 filled.append(row)
                 canceled.extend(self._cancel_orphans(book, symbol))
-            await session.flush()
-            orders = [_to_order(r) for r in filled]
+            await book.save(conn, self.account_id, now)
+        orders = [_to_order(r) for r in filled]
         for order in orders:
             self._log_order(order, [])
         for row in canceled:
@@ -404,42 +618,33 @@ class PaperExchange(ExchangeAdapter):
     # ----------------------------------------------------------------------- account state
 
     async def get_positions(self) -> list[Position]:
-        async with self._transaction() as session:
-            account = await self._lock_account(session, exclusive=False)
-            book = await self._load_book(session, account, with_marks=True)
+        book = await self._read_book()
         return [self._position(book, symbol) for symbol in sorted(book.positions)]
 
     async def get_position(self, symbol: str) -> Position | None:
         self._market(symbol)
-        async with self._transaction() as session:
-            account = await self._lock_account(session, exclusive=False)
-            book = await self._load_book(session, account, with_marks=True)
+        book = await self._read_book()
         return self._position(book, symbol) if symbol in book.positions else None
 
     async def get_balances(self) -> list[Balance]:
         """One USDT balance: `total` is the margin balance (wallet + unrealised PnL, i.e. the
         equity), `locked` the initial margin of positions and resting orders, `free` what
         is left for new positions (never below 0)."""
-        async with self._transaction() as session:
-            account = await self._lock_account(session, exclusive=False)
-            book = await self._load_book(session, account, with_marks=True)
+        book = await self._read_book()
         nets = book.nets()
-        total = _money(account.wallet_balance + book.unrealized(nets))
+        total = _money(book.wallet + book.unrealized(nets))
         locked = _money(book.position_margin(nets) + book.order_margin())
         free = max(total - locked, Decimal(0))
         return [Balance(asset=QUOTE_ASSET, free=free, locked=locked, total=total)]
 
     async def get_equity(self) -> Decimal:
-        async with self._transaction() as session:
-            account = await self._lock_account(session, exclusive=False)
-            book = await self._load_book(session, account, with_marks=True)
-        return _money(account.wallet_balance + book.unrealized(book.nets()))
+        book = await self._read_book()
+        return _money(book.wallet + book.unrealized(book.nets()))
 
     async def get_wallet_balance(self) -> Decimal:
         """Deposits + realised PnL - fees, in USDT (paper-only; equity minus unrealised)."""
-        async with self._transaction() as session:
-            account = await self._lock_account(session, exclusive=False)
-            return account.wallet_balance
+        wallet: Decimal | None = await self._pool.fetchval(_WALLET, self.account_id)
+        return self._starting_balance if wallet is None else wallet
 
     async def set_leverage(self, symbol: str, leverage: int) -> None:
         market = self._market(symbol)
@@ -451,15 +656,15 @@ class PaperExchange(ExchangeAdapter):
                 f" choose 1 to {market.max_leverage}",
                 code="invalid_leverage",
             )
-        async with self._transaction() as session:
-            account = await self._lock_account(session, exclusive=True)
-            book = await self._load_book(session, account, with_marks=True)
+        async with self._writing() as (conn, now):
+            book, _ = await self._load_book(conn)
+            await self._mark(book)
             previous = book.leverage_for(symbol)
             book.leverage[symbol] = leverage
             net = book.net(symbol)
             if net is not None and leverage < previous:
                 nets = book.nets() | {symbol: replace(net, leverage=leverage)}
-                available = book.available(nets, account.wallet_balance)
+                available = book.available(nets, book.wallet)
                 if available < 0:
                     raise InsufficientFunds(
                         f"lowering {symbol} leverage to {leverage}x needs"
@@ -467,17 +672,9 @@ class PaperExchange(ExchangeAdapter):
                         " than the account has available",
                         code="insufficient_margin",
                     )
-            upsert = pg_insert(PaperLeverage).values(
-                account_id=self.account_id, symbol=symbol, leverage=leverage
-            )
-            await session.execute(
-                upsert.on_conflict_do_update(
-                    index_elements=[PaperLeverage.account_id, PaperLeverage.symbol],
-                    set_={"leverage": upsert.excluded.leverage},
-                )
-            )
             if symbol in book.positions:
                 book.positions[symbol].leverage = leverage
+            await book.save(conn, self.account_id, now)
 
     # ----------------------------------------------------------------------- internals
 
@@ -491,84 +688,50 @@ class PaperExchange(ExchangeAdapter):
         return market
 
     @asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[AsyncSession]:
-        async with self._sessionmaker() as session, session.begin():
-            yield session
-
-    async def _lock_account(self, session: AsyncSession, *, exclusive: bool) -> PaperAccount:
-        """Lock the account row for this transaction, creating the account on first use."""
-        query = (
-            select(PaperAccount)
-            .where(PaperAccount.account_id == self.account_id)
-            .with_for_update(read=not exclusive)
-        )
-        account = (await session.execute(query)).scalar_one_or_none()
-        if account is not None:  # the common case: one round trip
-            return account
-        await session.execute(
-            pg_insert(PaperAccount)
-            .values(account_id=self.account_id, wallet_balance=self._starting_balance)
-            .on_conflict_do_nothing(index_elements=[PaperAccount.account_id])
-        )
-        return (await session.execute(query)).scalar_one()
+    async def _writing(self) -> AsyncIterator[tuple[Connection, datetime]]:
+        """A transaction holding the account's row lock, the account created on first use;
+        yields its connection and the transaction's timestamp."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            now: datetime | None = await conn.fetchval(_LOCK, self.account_id)
+            if now is None:  # a new account, unless another writer has just created it
+                now = await conn.fetchval(_CREATE, self.account_id, self._starting_balance)
+                if now is None:
+                    now = await conn.fetchval(_LOCK, self.account_id)
+            assert now is not None
+            yield conn, now
 
     async def _load_book(
-        self,
-        session: AsyncSession,
-        account: PaperAccount,
-        *,
-        with_marks: bool = False,
-        marks_for: Iterable[str] = (),
-        known: Mapping[str, Decimal] | None = None,
-    ) -> _Book:
-        """The account's positions, working orders and leverage settings; with the mark
-        price of every position (and of `marks_for`) when marks are needed."""
-        positions = (
-            await session.scalars(
-                select(PaperPosition).where(PaperPosition.account_id == self.account_id)
-            )
-        ).all()
-        working = (
-            await session.scalars(
-                select(PaperOrder)
-                .where(
-                    PaperOrder.account_id == self.account_id,
-                    PaperOrder.status.in_(PAPER_WORKING_STATUSES),
-                )
-                .order_by(PaperOrder.created_at, PaperOrder.id)
-            )
-        ).all()
-        leverage = (
-            await session.execute(
-                select(PaperLeverage.symbol, PaperLeverage.leverage).where(
-                    PaperLeverage.account_id == self.account_id
-                )
-            )
-        ).all()
-        book = _Book(
-            account=account,
-            positions={row.symbol: row for row in positions},
-            working=list(working),
-            leverage={symbol: value for symbol, value in leverage},
-        )
-        wanted = set(marks_for)
-        if with_marks or wanted:
-            wanted |= set(book.positions)
-        for symbol in sorted(wanted):
-            price = (known or {}).get(symbol)
-            book.marks[symbol] = price if price is not None else await self._feed.price(symbol)
+        self, conn: Connection, client_order_id: str | None = None
+    ) -> tuple[_Book, _OrderRow | None]:
+        """The account's book (without marks), and the order with `client_order_id`."""
+        record = await conn.fetchrow(_BOOK, self.account_id, client_order_id)
+        assert record is not None  # the query always returns its one row
+        existing = record["existing"]
+        book = _Book.from_record(record, self._starting_balance)
+        return book, None if existing is None else _OrderRow.from_record(existing)
+
+    async def _read_book(self) -> _Book:
+        """The book with every position's mark, read in one statement and without a lock."""
+        async with self._pool.acquire() as conn:
+            book, _ = await self._load_book(conn)
+        await self._mark(book)
         return book
 
-    async def _place(self, req: OrderRequest, market: MarketInfo) -> tuple[Order, list[PaperOrder]]:
+    async def _mark(
+        self,
+        book: _Book,
+        symbols: Iterable[str] = (),
+        known: Mapping[str, Decimal] | None = None,
+    ) -> None:
+        """Fetch the mark price of every position and of `symbols`, unless `known`."""
+        for symbol in sorted(set(symbols) | set(book.positions)):
+            price = (known or {}).get(symbol)
+            book.marks[symbol] = price if price is not None else await self._feed.price(symbol)
+
+    async def _place(self, req: OrderRequest, market: MarketInfo) -> tuple[Order, list[_OrderRow]]:
         """Create the order in one transaction; return it and the orders it canceled."""
-        async with self._transaction() as session:
-            account = await self._lock_account(session, exclusive=True)
-            existing = await session.scalar(
-                select(PaperOrder).where(
-                    PaperOrder.account_id == self.account_id,
-                    PaperOrder.client_order_id == req.client_order_id,
-                )
-            )
+        async with self._writing() as (conn, now):
+            book, existing = await self._load_book(conn, req.client_order_id)
             if existing is not None:
                 log.info(
                     "paper_order_replayed",
@@ -578,7 +741,7 @@ class PaperExchange(ExchangeAdapter):
                 )
                 return _to_order(existing), []
 
-            book = await self._load_book(session, account, marks_for=(req.symbol,))
+            await self._mark(book, (req.symbol,))
             mark = book.marks[req.symbol]
             net = book.net(req.symbol)
             _check_against_market(req, market, mark, net)
@@ -590,9 +753,8 @@ class PaperExchange(ExchangeAdapter):
                 # their size and are capped when they fill.)
                 assert net is not None  # _check_against_market refused the order otherwise
                 quantity = min(quantity, abs(net.size))
-            row = PaperOrder(
+            row = _OrderRow(
                 id=uuid.uuid4(),
-                account_id=self.account_id,
                 client_order_id=req.client_order_id,
                 symbol=req.symbol,
                 side=req.side.value,
@@ -600,22 +762,24 @@ class PaperExchange(ExchangeAdapter):
                 status=OrderStatus.OPEN.value,
                 quantity=quantity,
                 filled_quantity=Decimal(0),
+                avg_fill_price=None,
                 price=req.price,
                 stop_price=req.stop_price,
                 reduce_only=req.reduce_only,
                 fee=Decimal(0),
                 realized_pnl=Decimal(0),
+                created_at=now,  # what the columns' now() defaults write
+                updated_at=now,
             )
-            canceled: list[PaperOrder] = []
+            canceled: list[_OrderRow] = []
             if fill_price is not None:
-                await self._fill(session, book, row, quantity, fill_price)
-                session.add(row)
+                self._fill(book, row, quantity, fill_price)
                 canceled = self._cancel_orphans(book, req.symbol)
             else:
                 self._check_resting_margin(book, row)
-                session.add(row)
-            await session.flush()
-            return _to_order(row), canceled
+            book.placed.append(row)
+            await book.save(conn, self.account_id, now)
+        return _to_order(row), canceled
 
     def _immediate_fill_price(
         self, req: OrderRequest, market: MarketInfo, mark: Decimal
@@ -639,34 +803,27 @@ class PaperExchange(ExchangeAdapter):
             return market.ceil_price(reference * (1 + self._slippage))
         return max(market.floor_price(reference * (1 - self._slippage)), market.price_step)
 
-    def _check_resting_margin(self, book: _Book, row: PaperOrder) -> None:
+    def _check_resting_margin(self, book: _Book, row: _OrderRow) -> None:
         if row.type != OrderType.LIMIT or row.reduce_only:
             return
         assert row.price is not None
         leverage = book.leverage_for(row.symbol)
         needed = row.quantity * row.price / leverage
-        available = book.available(book.nets(), book.account.wallet_balance)
+        available = book.available(book.nets(), book.wallet)
         if needed > available:
             raise InsufficientFunds(
                 _margin_reason(row, row.quantity, row.price, leverage, needed, available),
                 code="insufficient_margin",
             )
 
-    async def _fill(
-        self,
-        session: AsyncSession,
-        book: _Book,
-        row: PaperOrder,
-        quantity: Decimal,
-        price: Decimal,
-    ) -> None:
+    def _fill(self, book: _Book, row: _OrderRow, quantity: Decimal, price: Decimal) -> None:
         """Fill `quantity` of `row` at `price`: position, wallet and order updated together.
         Raises InsufficientFunds, changing nothing, when the margin does not cover it."""
         symbol = row.symbol
         leverage = book.leverage_for(symbol)
         fill = _apply_fill(book.net(symbol), _signed(row.side, quantity), price, leverage)
         fee = _money(quantity * price * self._fee_rate)
-        wallet = book.account.wallet_balance + fill.realized - fee
+        wallet = book.wallet + fill.realized - fee
         if fill.opened > 0:
             nets = book.nets()
             nets.pop(symbol, None)
@@ -681,42 +838,15 @@ class PaperExchange(ExchangeAdapter):
                     code="insufficient_margin",
                 )
 
-        book.account.wallet_balance = _money(wallet)
-        await self._store_position(session, book, symbol, fill.after)
+        book.wallet = _money(wallet)
+        book.store_position(symbol, fill.after)
         row.status = OrderStatus.FILLED.value
         row.filled_quantity += quantity
         row.avg_fill_price = price
         row.fee += fee
         row.realized_pnl += fill.realized
 
-    async def _store_position(
-        self, session: AsyncSession, book: _Book, symbol: str, net: _Net | None
-    ) -> None:
-        row = book.positions.get(symbol)
-        if net is None:
-            if row is not None:
-                await session.delete(row)
-                del book.positions[symbol]
-        elif row is None:
-            book.positions[symbol] = PaperPosition(
-                account_id=self.account_id,
-                symbol=symbol,
-                side=net.side,
-                quantity=abs(net.size),
-                entry_price=net.entry,
-                leverage=net.leverage,
-            )
-            session.add(book.positions[symbol])
-        else:
-            row.side = net.side
-            row.quantity = abs(net.size)
-            row.entry_price = net.entry
-            row.leverage = net.leverage
-        # A position closed and reopened within one transaction must hit the table in
-        # that order (a flush runs inserts before deletes).
-        await session.flush()
-
-    def _cancel_orphans(self, book: _Book, symbol: str) -> list[PaperOrder]:
+    def _cancel_orphans(self, book: _Book, symbol: str) -> list[_OrderRow]:
         """Cancel working reduce-only orders of `symbol` that have nothing left to reduce."""
         net = book.net(symbol)
         orphans = [
@@ -733,32 +863,26 @@ class PaperExchange(ExchangeAdapter):
 
     async def _find_order(
         self,
-        session: AsyncSession,
+        conn: Connection,
         symbol: str,
         order_id: str | None,
         client_order_id: str | None,
-    ) -> PaperOrder | None:
-        query = select(PaperOrder).where(
-            PaperOrder.account_id == self.account_id, PaperOrder.symbol == symbol
-        )
+    ) -> _OrderRow | None:
         if order_id is not None:
             try:
-                query = query.where(PaperOrder.id == uuid.UUID(order_id))
+                id_ = uuid.UUID(order_id)
             except ValueError:
                 return None  # not an id this exchange ever issued
+            record = await conn.fetchrow(_ORDER_BY_ID, self.account_id, id_)
         else:
-            query = query.where(PaperOrder.client_order_id == client_order_id)
-        return await session.scalar(query)
+            record = await conn.fetchrow(_ORDER_BY_CLIENT_ID, self.account_id, client_order_id)
+        if record is None or record["symbol"] != symbol:
+            return None
+        return _OrderRow.from_record(record)
 
     async def _order_by_client_id(self, client_order_id: str) -> Order | None:
-        async with self._transaction() as session:
-            row = await session.scalar(
-                select(PaperOrder).where(
-                    PaperOrder.account_id == self.account_id,
-                    PaperOrder.client_order_id == client_order_id,
-                )
-            )
-            return None if row is None else _to_order(row)
+        record = await self._pool.fetchrow(_ORDER_BY_CLIENT_ID, self.account_id, client_order_id)
+        return None if record is None else _to_order(_OrderRow.from_record(record))
 
     def _position(self, book: _Book, symbol: str) -> Position:
         net = book.net(symbol)
@@ -776,7 +900,7 @@ class PaperExchange(ExchangeAdapter):
             margin=_money(abs(net.size) * mark / net.leverage),
         )
 
-    def _log_order(self, order: Order, canceled: list[PaperOrder]) -> None:
+    def _log_order(self, order: Order, canceled: list[_OrderRow]) -> None:
         log.info(
             "paper_order_filled" if order.status == OrderStatus.FILLED else "paper_order_placed",
             account_id=self.account_id,
@@ -896,7 +1020,7 @@ def _check_against_market(
 
 
 def _margin_reason(
-    row: PaperOrder,
+    row: _OrderRow,
     quantity: Decimal,
     price: Decimal,
     leverage: int,
@@ -927,7 +1051,7 @@ class TriggeredFill:
 
 
 async def process_all_accounts(
-    sessionmaker: async_sessionmaker[AsyncSession],
+    pool: Pool,
     feed: PriceFeed,
     *,
     taker_fee_rate: Decimal = Decimal("0.0004"),
@@ -938,15 +1062,7 @@ async def process_all_accounts(
 
     A failure on one account or symbol is logged and does not stop the others.
     """
-    async with sessionmaker() as session:
-        pairs = (
-            await session.execute(
-                select(PaperOrder.account_id, PaperOrder.symbol)
-                .where(PaperOrder.status.in_(PAPER_WORKING_STATUSES))
-                .distinct()
-                .order_by(PaperOrder.account_id, PaperOrder.symbol)
-            )
-        ).all()
+    pairs = [(r["account_id"], r["symbol"]) for r in await pool.fetch(_WORKING_PAIRS)]
     prices: dict[str, Decimal] = {}
     for symbol in sorted({symbol for _, symbol in pairs}):
         try:
@@ -959,7 +1075,7 @@ async def process_all_accounts(
             continue
         # The account exists (it has orders), so the starting balance is never used.
         exchange = PaperExchange(
-            sessionmaker,
+            pool,
             account_id,
             feed,
             starting_balance=Decimal(0),

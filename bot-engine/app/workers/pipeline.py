@@ -7,9 +7,9 @@ import asyncio
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.config import Settings
+from app.core.pg import Pool
 from app.exchanges.factory import AdapterFactory, make_price_feed
 from app.exchanges.paper import process_all_accounts
 from app.exchanges.price_feed import PriceFeed
@@ -32,15 +32,14 @@ class Pipeline:
 
 def build_pipeline(
     settings: Settings,
-    engine: AsyncEngine,
-    sessionmaker: async_sessionmaker[AsyncSession],
+    pool: Pool,
     redis: Redis,
     *,
     consumer_name: str,
     feed: PriceFeed | None = None,
 ) -> Pipeline:
-    adapters = AdapterFactory(settings, sessionmaker, feed or make_price_feed(settings))
-    executor = SignalExecutor(engine, sessionmaker, adapters)
+    adapters = AdapterFactory(settings, pool, feed or make_price_feed(settings))
+    executor = SignalExecutor(pool, adapters)
     consumer = SignalConsumer(
         redis,
         executor,
@@ -57,16 +56,16 @@ async def trigger_round(pipeline: Pipeline) -> int:
     positions they touched; how many orders were filled."""
     adapters = pipeline.adapters
     filled = await process_all_accounts(
-        adapters.sessionmaker,
+        adapters.pool,
         adapters.paper_feed,
         taker_fee_rate=adapters.settings.PAPER_TAKER_FEE_RATE,
         slippage_percent=adapters.settings.DEFAULT_SLIPPAGE_PERCENT,
     )
     for account_id, symbol in sorted({(f.account_id, f.symbol) for f in filled}):
-        async with pipeline.executor.key_lock(account_id, symbol):
+        async with pipeline.executor.key_lock(account_id, symbol) as conn:
             adapter = adapters.paper(account_id)
             try:
-                await pipeline.executor.sync(adapter, account_id, "paper", symbol)
+                await pipeline.executor.sync(conn, adapter, account_id, "paper", symbol)
             finally:
                 await adapter.close()
     return len(filled)
@@ -85,14 +84,11 @@ async def run_paper_triggers(pipeline: Pipeline) -> None:
 def install(
     runtime: WorkerRuntime,
     settings: Settings,
-    engine: AsyncEngine,
-    sessionmaker: async_sessionmaker[AsyncSession],
+    pool: Pool,
     redis: Redis,
 ) -> Pipeline:
-    pipeline = build_pipeline(
-        settings, engine, sessionmaker, redis, consumer_name=runtime.worker_id
-    )
+    pipeline = build_pipeline(settings, pool, redis, consumer_name=runtime.worker_id)
     runtime.add("signals", pipeline.consumer.run)
-    runtime.add("sweeper", lambda: run_sweeper(redis, sessionmaker))
+    runtime.add("sweeper", lambda: run_sweeper(redis, pool))
     runtime.add("paper_triggers", lambda: run_paper_triggers(pipeline))
     return pipeline

@@ -12,23 +12,24 @@ whose worker died.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import defaultdict
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
-from sqlalchemy import func, select, text
-from sqlalchemy.dialects.postgresql import distinct_on
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.core.pg import Pool
 from app.logging.logger import get_logger
-from app.models import TradingSignal
 from app.models.signal import PENDING_PREDICATE
 from app.workers import queue
 from app.workers.trade_executor import SignalExecutor
 
 log = get_logger("worker")
 
+Key = tuple[str, str]  # (user id, symbol): the unit of ordering and locking
+
 RECLAIM_IDLE_MS = 30_000
+RECLAIM_EVERY_S = 1.0  # how often a consumer looks for doorbells of crashed consumers
 SWEEP_INTERVAL_S = 5.0
 SWEEP_MIN_AGE_S = 5
 SWEEP_LOCK = "jadetrade:sweeper"
@@ -55,41 +56,81 @@ class SignalConsumer:
         self.reclaim_idle_ms = reclaim_idle_ms
 
     async def run(self) -> None:
+        """Read doorbells and keep up to `concurrency` keys executing, starting a key as soon as
+        a slot frees up (a slow key never holds back the others)."""
         await queue.ensure_group(self.redis)
-        while True:
-            try:
-                bells = await queue.reclaim(self.redis, self.name, min_idle_ms=self.reclaim_idle_ms)
-                bells += await queue.read(
-                    self.redis, self.name, count=self.concurrency * 8, block_ms=self.block_ms
-                )
-            except ResponseError as exc:
-                if "NOGROUP" not in str(exc):
-                    raise
-                # Redis lost the stream (restarted without persistence, or flushed): recreate
-                # the group; the sweeper re-rings whatever was pending.
-                log.warning("queue_group_recreated")
-                await queue.ensure_group(self.redis)
-                continue
-            except RedisError as exc:
-                log.warning("queue_unavailable", error_type=type(exc).__name__)
-                await asyncio.sleep(1.0)
-                continue
-            if bells:
-                await self.handle(bells)
+        waiting: dict[Key, list[queue.Doorbell]] = {}  # bells of keys not started yet
+        running: set[Key] = set()
+        slot_freed = asyncio.Event()
+        next_reclaim = 0.0
+
+        async with asyncio.TaskGroup() as tasks:
+
+            def start_ready() -> None:
+                for key in [k for k in waiting if k not in running]:
+                    if len(running) >= self.concurrency:
+                        return
+                    running.add(key)
+                    tasks.create_task(run_one(key, waiting.pop(key)))
+
+            async def run_one(key: Key, group: list[queue.Doorbell]) -> None:
+                try:
+                    await self._run_key(key, group)
+                except Exception:  # its doorbells stay unacknowledged and come back
+                    log.exception("key_run_failed", user_id=key[0], symbol=key[1])
+                finally:
+                    running.discard(key)
+                    slot_freed.set()
+                start_ready()  # not when cancelled: the consumer is stopping
+
+            while True:
+                if sum(map(len, waiting.values())) >= self.concurrency * 8:
+                    slot_freed.clear()  # enough read ahead: wait for a key to finish
+                    await slot_freed.wait()
+                    continue
+                try:
+                    bells: list[queue.Doorbell] = []
+                    if time.monotonic() >= next_reclaim:
+                        next_reclaim = time.monotonic() + RECLAIM_EVERY_S
+                        bells += await queue.reclaim(
+                            self.redis, self.name, min_idle_ms=self.reclaim_idle_ms
+                        )
+                    bells += await queue.read(
+                        self.redis,
+                        self.name,
+                        count=self.concurrency * 8,
+                        block_ms=self.block_ms if not bells else 1,
+                    )
+                except ResponseError as exc:
+                    if "NOGROUP" not in str(exc):
+                        raise
+                    # Redis lost the stream (restarted without persistence, or flushed):
+                    # recreate the group; the sweeper re-rings whatever was pending.
+                    log.warning("queue_group_recreated")
+                    await queue.ensure_group(self.redis)
+                    continue
+                except RedisError as exc:
+                    log.warning("queue_unavailable", error_type=type(exc).__name__)
+                    await asyncio.sleep(1.0)
+                    continue
+                for bell in bells:
+                    waiting.setdefault((bell.user_id, bell.symbol), []).append(bell)
+                start_ready()
 
     async def handle(self, bells: list[queue.Doorbell]) -> None:
-        by_key: dict[tuple[str, str], list[queue.Doorbell]] = defaultdict(list)
+        """Execute the keys of `bells` (up to `concurrency` at a time) and return when done."""
+        by_key: dict[Key, list[queue.Doorbell]] = defaultdict(list)
         for bell in bells:
             by_key[(bell.user_id, bell.symbol)].append(bell)
         limit = asyncio.Semaphore(self.concurrency)
 
-        async def one_key(key: tuple[str, str], group: list[queue.Doorbell]) -> None:
+        async def one_key(key: Key, group: list[queue.Doorbell]) -> None:
             async with limit:
                 await self._run_key(key, group)
 
         await asyncio.gather(*(one_key(k, g) for k, g in by_key.items()))
 
-    async def _run_key(self, key: tuple[str, str], group: list[queue.Doorbell]) -> None:
+    async def _run_key(self, key: Key, group: list[queue.Doorbell]) -> None:
         user_id, symbol = key
         exhausted = [b for b in group if b.deliveries > self.max_deliveries]
         for bell in exhausted:
@@ -109,35 +150,31 @@ class SignalConsumer:
         await queue.ack(self.redis, *(b.message_id for b in live))
 
 
-async def sweep_once(redis: Redis, sessionmaker: async_sessionmaker[AsyncSession]) -> int:
+# The first pending signal of each key that has waited longer than SWEEP_MIN_AGE_S.
+_STRANDED = f"""
+    SELECT DISTINCT ON (user_id, symbol) id, user_id, symbol FROM trading_signals
+    WHERE {PENDING_PREDICATE} AND created_at < now() - make_interval(secs => $1)
+    ORDER BY user_id, symbol, seq
+    LIMIT 1000
+"""  # noqa: S608 - composed of constants only
+
+
+async def sweep_once(redis: Redis, pool: Pool) -> int:
     """One doorbell per (user, symbol) that has signals pending for over SWEEP_MIN_AGE_S (the
     executor takes all of a key's pending signals at once); how many doorbells were sent."""
-    async with sessionmaker() as session:
-        rows = (
-            await session.execute(
-                select(TradingSignal.id, TradingSignal.user_id, TradingSignal.symbol)
-                .ext(distinct_on(TradingSignal.user_id, TradingSignal.symbol))
-                .where(
-                    text("trading_signals." + PENDING_PREDICATE),
-                    TradingSignal.created_at
-                    < func.now() - func.make_interval(0, 0, 0, 0, 0, 0, SWEEP_MIN_AGE_S),
-                )
-                .order_by(TradingSignal.user_id, TradingSignal.symbol, TradingSignal.seq)
-                .limit(1000)
-            )
-        ).all()
-    for signal_id, user_id, symbol in rows:
-        await queue.enqueue(redis, signal_id, user_id, symbol)
+    rows = await pool.fetch(_STRANDED, SWEEP_MIN_AGE_S)
+    for row in rows:
+        await queue.enqueue(redis, row["id"], row["user_id"], row["symbol"])
     return len(rows)
 
 
-async def run_sweeper(redis: Redis, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+async def run_sweeper(redis: Redis, pool: Pool) -> None:
     """Every SWEEP_INTERVAL_S, one sweeper across all processes re-enqueues lost work."""
     while True:
         await asyncio.sleep(SWEEP_INTERVAL_S)
         try:
             if await redis.set(SWEEP_LOCK, b"1", nx=True, px=int(SWEEP_INTERVAL_S * 900)):
-                sent = await sweep_once(redis, sessionmaker)
+                sent = await sweep_once(redis, pool)
                 if sent:
                     log.info("signals_reenqueued", count=sent)
         except Exception as exc:

@@ -11,6 +11,10 @@ positions are then reconciled from the exchange, which is the source of truth.
 
 Legs: `e` entry, `c` close (exit, or the first half of a flip), `s` stop loss, `t` take profit,
 `x` immediate close of an entry whose stop loss or take profit the market had already crossed.
+
+This is the hot path, so it speaks SQL to asyncpg on the connection that holds the key's lock:
+claiming a signal and opening its run log is one statement, finishing it another, and each
+order costs one statement before and one after the exchange call.
 """
 
 from __future__ import annotations
@@ -20,16 +24,14 @@ import traceback
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass, field, fields
 from decimal import Decimal
 from typing import Any
 
+import asyncpg
 import structlog
-from sqlalchemy import Select, func, select, text, update
-from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from app.core.pg import Connection, Pool
 from app.core.position_sizing import SizingError, SizingRequest, size_position
 from app.core.risk_manager import EntryRequest, OpenPosition, RiskContext, RiskLimits, check_entry
 from app.exchanges.base import (
@@ -43,14 +45,6 @@ from app.exchanges.base import (
 from app.exchanges.errors import OrderRejected
 from app.exchanges.factory import AdapterFactory
 from app.logging.logger import get_logger
-from app.models import (
-    AuditLog,
-    BotExecutionLog,
-    RealPosition,
-    RealTrade,
-    TradingSignal,
-    UserRiskSettings,
-)
 from app.models.signal import PENDING_PREDICATE
 
 log = get_logger("trade")
@@ -63,6 +57,30 @@ def client_order_id(signal_id: uuid.UUID, leg: str) -> str:
     return f"jt{signal_id.hex}{leg}"
 
 
+@dataclass(frozen=True)
+class QueuedSignal:
+    """The columns of a `trading_signals` row the executor works from."""
+
+    id: uuid.UUID
+    user_id: str
+    symbol: str
+    signal_type: str
+    exchange: str
+    strategy_id: uuid.UUID | None
+    suggested_stop_loss: Decimal | None
+    suggested_take_profit: Decimal | None
+    leverage: int | None
+    requested_quantity: Decimal | None
+    requested_notional: Decimal | None
+    risk_percent: Decimal | None
+
+    @classmethod
+    def from_record(cls, row: asyncpg.Record) -> QueuedSignal:
+        values = {f.name: row[f.name] for f in fields(cls)}
+        values["exchange"] = values["exchange"] or "paper"
+        return cls(**values)
+
+
 @dataclass
 class Outcome:
     status: str  # executed | rejected | skipped | failed
@@ -72,154 +90,240 @@ class Outcome:
     risk_details: dict[str, Any] | None = None
 
 
+@dataclass(frozen=True)
+class _Job:
+    """One signal being executed: its row, the connection holding its key's lock, the exchange."""
+
+    conn: Connection
+    signal: QueuedSignal
+    adapter: ExchangeAdapter
+
+
+# --------------------------------------------------------------------------- statements
+_HEAD = f"""
+    SELECT id FROM trading_signals
+    WHERE user_id = $1 AND symbol = $2 AND {PENDING_PREDICATE}
+    ORDER BY seq LIMIT 1
+"""  # noqa: S608 - composed of constants only
+# The key's next signal, marked executing, with the run log that records this attempt.
+_CLAIM = f"""
+    WITH head AS ({_HEAD}),
+    claimed AS (
+        UPDATE trading_signals s SET status = 'executing'
+        FROM head WHERE s.id = head.id
+        RETURNING s.*
+    ),
+    run AS (
+        INSERT INTO bot_execution_logs (user_id, signal_id, status, started_at)
+        SELECT user_id, id, 'running', clock_timestamp() FROM claimed
+        RETURNING id
+    )
+    SELECT claimed.*, run.id AS run_id FROM claimed, run
+"""  # noqa: S608 - composed of constants only
+_FINISH = """
+    WITH signal AS (
+        UPDATE trading_signals
+        SET status = $2, status_reason = $3, processed_at = clock_timestamp(),
+            execution_result = $4
+        WHERE id = $1
+    )
+    UPDATE bot_execution_logs
+    SET status = 'completed', completed_at = clock_timestamp(), duration_ms = $6,
+        risk_check_passed = $7, risk_check_details = $8, trade_executed = $9
+    WHERE id = $5
+"""
+_ATTEMPT_FAILED = """
+    UPDATE bot_execution_logs
+    SET status = 'failed', completed_at = clock_timestamp(), duration_ms = $2,
+        error_type = $3, error_message = $4, error_stack = $5
+    WHERE id = $1
+"""
+_FAIL_HEAD = f"""
+    WITH head AS ({_HEAD})
+    UPDATE trading_signals s
+    SET status = 'failed', status_reason = $3, processed_at = clock_timestamp()
+    FROM head WHERE s.id = head.id
+    RETURNING s.id
+"""  # noqa: S608 - composed of constants only
+_RISK_SETTINGS = "SELECT * FROM user_risk_settings WHERE user_id = $1"
+_DEFAULT_RISK_SETTINGS = """
+    INSERT INTO user_risk_settings (user_id) VALUES ($1)
+    ON CONFLICT (user_id) DO UPDATE SET user_id = EXCLUDED.user_id
+    RETURNING *
+"""
+# Open positions on other symbols (a position this entry reverses is closed before the entry
+# opens; the exchange's own view of the signal's symbol is added by the caller), and today's
+# (UTC) opening trades and realised PnL.
+_RISK_INPUTS = """
+    SELECT symbol, side, quantity, entry_price, NULL::bigint AS trades, NULL::numeric AS pnl
+    FROM real_positions
+    WHERE user_id = $1 AND exchange = $2 AND status = 'open' AND symbol <> $3
+    UNION ALL
+    SELECT NULL, NULL, NULL, NULL,
+        (SELECT count(*) FROM real_trades
+         WHERE user_id = $1 AND NOT reduce_only
+           AND timezone('UTC', created_at) >= date_trunc('day', timezone('UTC', now()))),
+        (SELECT coalesce(sum(realized_pnl), 0) FROM real_trades
+         WHERE user_id = $1
+           AND timezone('UTC', executed_at) >= date_trunc('day', timezone('UTC', now())))
+"""
+_TRADE_INTENT = """
+    INSERT INTO real_trades (user_id, exchange, symbol, side, order_type, reduce_only, quantity,
+                             price, status, client_order_id, signal_id, strategy_id)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', $9, $10, $11)
+    ON CONFLICT (user_id, client_order_id) DO NOTHING
+"""
+_RECORD_ORDER = """
+    UPDATE real_trades
+    SET status = $3, exchange_order_id = $4, filled_quantity = $5, avg_fill_price = $6,
+        fee = $7, fee_currency = $8, realized_pnl = $9, executed_at = $10
+    WHERE user_id = $1 AND client_order_id = $2
+"""
+_RECORD_PLACED = f"""
+    WITH trade AS ({_RECORD_ORDER})
+    INSERT INTO audit_log (user_id, action, resource_type, resource_id, new_value, success)
+    VALUES ($1, 'order.create', 'trade', $2, $11, true)
+"""  # noqa: S608 - composed of constants only
+_OPEN_TRADES = """
+    SELECT client_order_id, status FROM real_trades
+    WHERE user_id = $1 AND exchange = $2 AND symbol = $3
+      AND status IN ('pending', 'open', 'partially_filled', 'unknown')
+"""
+_MARK_NEVER_SENT = (
+    "UPDATE real_trades SET status = 'failed' WHERE user_id = $1 AND client_order_id = $2"
+)
+_OPEN_POSITION = """
+    SELECT id, side, signal_id FROM real_positions
+    WHERE user_id = $1 AND exchange = $2 AND symbol = $3 AND status = 'open'
+"""
+# A position's closing trades are the reduce-only fills on its symbol since it opened.
+_CLOSE_POSITION = """
+    WITH closing AS (
+        UPDATE real_trades SET position_id = $1
+        WHERE user_id = $2 AND exchange = $3 AND symbol = $4 AND reduce_only
+          AND position_id IS NULL AND filled_quantity > 0
+        RETURNING realized_pnl
+    )
+    UPDATE real_positions
+    SET status = 'closed', closed_at = clock_timestamp(), unrealized_pnl = 0,
+        realized_pnl = coalesce(
+            (SELECT sum(realized_pnl) FROM real_trades WHERE position_id = $1), 0)
+          + coalesce((SELECT sum(realized_pnl) FROM closing), 0)
+    WHERE id = $1
+"""
+_OPEN_NEW_POSITION = """
+    INSERT INTO real_positions (user_id, exchange, symbol, side, entry_price, quantity, leverage,
+                                signal_id, strategy_id, stop_loss, take_profit, current_price,
+                                unrealized_pnl, margin, liquidation_price)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+    RETURNING id, signal_id
+"""
+_UPDATE_POSITION = """
+    UPDATE real_positions
+    SET quantity = $2, entry_price = $3, current_price = $4, unrealized_pnl = $5, margin = $6,
+        liquidation_price = $7
+    WHERE id = $1
+"""
+# Trades of a position's opening signal belong to it (its close leg closed the previous one).
+_ATTACH_TRADES = """
+    UPDATE real_trades SET position_id = $1
+    WHERE signal_id = $2 AND position_id IS NULL AND client_order_id NOT LIKE '%' || $3
+"""
+
+
 class SignalExecutor:
-    def __init__(
-        self,
-        engine: AsyncEngine,
-        sessionmaker: async_sessionmaker[AsyncSession],
-        adapters: AdapterFactory,
-    ) -> None:
-        self.engine = engine
-        self.sessionmaker = sessionmaker
+    def __init__(self, pool: Pool, adapters: AdapterFactory) -> None:
+        self.pool = pool
         self.adapters = adapters
 
     # ------------------------------------------------------------------ per-key driver
     @asynccontextmanager
-    async def key_lock(self, user_id: str, symbol: str) -> AsyncIterator[None]:
-        """Hold the (user, symbol) execution lock on a connection of its own."""
+    async def key_lock(self, user_id: str, symbol: str) -> AsyncIterator[Connection]:
+        """Hold the (user, symbol) execution lock; yields the connection that holds it."""
         key = f"exec:{user_id}:{symbol}"
-        async with self.engine.connect() as conn:
-            await conn.execute(text("SELECT pg_advisory_lock(hashtextextended(:k, 0))"), {"k": key})
-            await conn.commit()
+        async with self.pool.acquire() as conn:
+            await conn.execute("SELECT pg_advisory_lock(hashtextextended($1, 0))", key)
             try:
-                yield
+                yield conn
             finally:
-                await conn.execute(
-                    text("SELECT pg_advisory_unlock(hashtextextended(:k, 0))"), {"k": key}
-                )
-                await conn.commit()
+                await conn.execute("SELECT pg_advisory_unlock(hashtextextended($1, 0))", key)
 
     async def run_key(self, user_id: str, symbol: str) -> int:
         """Execute every pending signal of (user, symbol) in arrival order; how many ran."""
         done = 0
-        async with self.key_lock(user_id, symbol):
-            while True:
-                async with self.sessionmaker() as session:
-                    signal: TradingSignal | None = await session.scalar(
-                        _head_of_line(TradingSignal, user_id, symbol)
-                    )
-                if signal is None:
-                    return done
-                await self.execute(signal)
+        async with self.key_lock(user_id, symbol) as conn:
+            while (row := await conn.fetchrow(_CLAIM, user_id, symbol)) is not None:
+                await self._execute_claimed(conn, QueuedSignal.from_record(row), row["run_id"])
                 done += 1
+        return done
 
     async def fail_head(self, user_id: str, symbol: str, reason: str) -> uuid.UUID | None:
         """End the first pending signal of (user, symbol) — the one every attempt starts with
         and so the one that keeps failing — as failed; the others can then go ahead."""
-        async with self.key_lock(user_id, symbol), self.sessionmaker() as session:
-            head: uuid.UUID | None = await session.scalar(
-                _head_of_line(TradingSignal.id, user_id, symbol)
-            )
-            if head is not None:
-                await session.execute(
-                    update(TradingSignal)
-                    .where(TradingSignal.id == head)
-                    .values(status="failed", status_reason=reason, processed_at=func.now())
-                )
-                await session.commit()
+        async with self.key_lock(user_id, symbol) as conn:
+            head: uuid.UUID | None = await conn.fetchval(_FAIL_HEAD, user_id, symbol, reason)
             return head
 
     # ------------------------------------------------------------------ one signal
-    async def execute(self, signal: TradingSignal) -> Outcome:
+    async def _execute_claimed(
+        self, conn: Connection, signal: QueuedSignal, run_id: uuid.UUID
+    ) -> Outcome:
         structlog.contextvars.bind_contextvars(
             signal_id=str(signal.id), user_id=signal.user_id, symbol=signal.symbol
         )
-        started = datetime.now(UTC)
         clock = time.perf_counter()
-        async with self.sessionmaker() as session:
-            await session.execute(
-                update(TradingSignal)
-                .where(TradingSignal.id == signal.id)
-                .values(status="executing")
-            )
-            run = BotExecutionLog(
-                user_id=signal.user_id, signal_id=signal.id, status="running", started_at=started
-            )
-            session.add(run)
-            await session.commit()
-            run_id = run.id
-        error_type = error_message = error_stack = None
         try:
-            outcome = await self._execute(signal)
+            outcome = await self._execute(conn, signal)
         except OrderRejected as exc:
             outcome = Outcome("rejected", exc.reason)
         except Exception as exc:
             # Unexpected or retryable: record the attempt, leave the signal pending so the
             # queue delivers it again (and dead-letters it after MAX_DELIVERIES).
-            async with self.sessionmaker() as session:
-                await session.execute(
-                    update(BotExecutionLog)
-                    .where(BotExecutionLog.id == run_id)
-                    .values(
-                        status="failed",
-                        completed_at=func.now(),
-                        duration_ms=int((time.perf_counter() - clock) * 1000),
-                        error_type=type(exc).__name__,
-                        error_message=str(exc)[:2000],
-                        error_stack=traceback.format_exc()[-8000:],
-                    )
-                )
-                await session.commit()
+            await conn.execute(
+                _ATTEMPT_FAILED,
+                run_id,
+                int((time.perf_counter() - clock) * 1000),
+                type(exc).__name__,
+                str(exc)[:2000],
+                traceback.format_exc()[-8000:],
+            )
             log.warning("signal_attempt_failed", error_type=type(exc).__name__)
             raise
         duration_ms = int((time.perf_counter() - clock) * 1000)
-        async with self.sessionmaker() as session:
-            await session.execute(
-                update(TradingSignal)
-                .where(TradingSignal.id == signal.id)
-                .values(
-                    status=outcome.status,
-                    status_reason=outcome.reason,
-                    processed_at=func.now(),
-                    execution_result=outcome.result or None,
-                )
-            )
-            await session.execute(
-                update(BotExecutionLog)
-                .where(BotExecutionLog.id == run_id)
-                .values(
-                    status="completed",
-                    completed_at=func.now(),
-                    duration_ms=duration_ms,
-                    risk_check_passed=outcome.risk_passed,
-                    risk_check_details=outcome.risk_details,
-                    trade_executed=outcome.status == "executed",
-                    error_type=error_type,
-                    error_message=error_message,
-                    error_stack=error_stack,
-                )
-            )
-            await session.commit()
+        await conn.execute(
+            _FINISH,
+            signal.id,
+            outcome.status,
+            outcome.reason,
+            outcome.result or None,
+            run_id,
+            duration_ms,
+            outcome.risk_passed,
+            outcome.risk_details,
+            outcome.status == "executed",
+        )
         log.info(
             "signal_finished", status=outcome.status, reason=outcome.reason, duration_ms=duration_ms
         )
         return outcome
 
-    async def _execute(self, signal: TradingSignal) -> Outcome:
-        exchange = signal.exchange or "paper"
-        adapter = await self.adapters.for_user(signal.user_id, exchange)
+    async def _execute(self, conn: Connection, signal: QueuedSignal) -> Outcome:
+        adapter = await self.adapters.for_user(signal.user_id, signal.exchange)
+        job = _Job(conn, signal, adapter)
         try:
             if signal.signal_type.endswith("_exit"):
-                outcome = await self._exit(adapter, signal)
+                outcome = await self._exit(job)
             else:
-                outcome = await self._entry(adapter, signal)
-            await self.sync(adapter, signal.user_id, exchange, signal.symbol, signal=signal)
+                outcome = await self._entry(job)
+            await self.sync(conn, adapter, signal.user_id, signal.exchange, signal.symbol,
+                            signal=signal)  # fmt: skip
             return outcome
         finally:
             await adapter.close()
 
     # ------------------------------------------------------------------ exits
-    async def _exit(self, adapter: ExchangeAdapter, signal: TradingSignal) -> Outcome:
+    async def _exit(self, job: _Job) -> Outcome:
+        signal, adapter = job.signal, job.adapter
         side = "long" if signal.signal_type == "long_exit" else "short"
         symbol = signal.symbol
         done = await adapter.get_order(symbol, client_order_id=client_order_id(signal.id, CLOSE))
@@ -227,10 +331,9 @@ class SignalExecutor:
             position = await adapter.get_position(symbol)
             if position is None or position.side != side:
                 return Outcome("skipped", f"no open {side} position on {symbol} to exit")
-            await self._cancel_protection(adapter, signal.user_id, symbol)
+            await self._cancel_protection(adapter, symbol)
             done = await self._place(
-                adapter,
-                signal,
+                job,
                 CLOSE,
                 OrderSide.SELL if side == "long" else OrderSide.BUY,
                 position.quantity,
@@ -239,22 +342,22 @@ class SignalExecutor:
         return Outcome("executed", None, {"close_order": _order_summary(done)})
 
     # ------------------------------------------------------------------ entries
-    async def _entry(self, adapter: ExchangeAdapter, signal: TradingSignal) -> Outcome:
+    async def _entry(self, job: _Job) -> Outcome:
+        signal, adapter = job.signal, job.adapter
         side = "long" if signal.signal_type == "long_entry" else "short"
         symbol = signal.symbol
         entry = await adapter.get_order(symbol, client_order_id=client_order_id(signal.id, ENTRY))
         if entry is None:
             # Read once: the key lock keeps it unchanged until this signal is done.
             position = await adapter.get_position(symbol)
-            decided = await self._decide_entry(adapter, signal, side, position)
+            decided = await self._decide_entry(job, side, position)
             if isinstance(decided, Outcome):
                 return decided
             quantity, leverage, risk = decided
             if position is not None and position.side != side:  # flip: close the other side
-                await self._cancel_protection(adapter, signal.user_id, symbol)
+                await self._cancel_protection(adapter, symbol)
                 await self._place(
-                    adapter,
-                    signal,
+                    job,
                     CLOSE,
                     OrderSide.SELL if position.side == "long" else OrderSide.BUY,
                     position.quantity,
@@ -262,16 +365,12 @@ class SignalExecutor:
                 )
             await adapter.set_leverage(symbol, leverage)
             entry = await self._place(
-                adapter,
-                signal,
-                ENTRY,
-                OrderSide.BUY if side == "long" else OrderSide.SELL,
-                quantity,
+                job, ENTRY, OrderSide.BUY if side == "long" else OrderSide.SELL, quantity
             )
         else:
             risk = Outcome("executed", risk_passed=True)
         result: dict[str, Any] = {"entry_order": _order_summary(entry)}
-        reason = await self._protect(adapter, signal, side, entry.filled_quantity, result)
+        reason = await self._protect(job, side, entry.filled_quantity, result)
         return Outcome(
             "executed",
             reason,
@@ -281,12 +380,7 @@ class SignalExecutor:
         )
 
     async def _protect(
-        self,
-        adapter: ExchangeAdapter,
-        signal: TradingSignal,
-        side: str,
-        filled: Decimal,
-        result: dict[str, Any],
+        self, job: _Job, side: str, filled: Decimal, result: dict[str, Any]
     ) -> str | None:
         """Place the stop loss and take profit, sized from the filled quantity.
 
@@ -295,6 +389,7 @@ class SignalExecutor:
         """
         if filled <= 0:
             return None
+        signal, adapter = job.signal, job.adapter
         exit_side = OrderSide.SELL if side == "long" else OrderSide.BUY
         market = await adapter.market(signal.symbol)
         # Onto the exchange's tick, towards the entry: the stop never risks more than was sized
@@ -313,13 +408,13 @@ class SignalExecutor:
                 continue
             try:
                 order = await self._place(
-                    adapter, signal, leg, exit_side, filled, reduce_only=True,
+                    job, leg, exit_side, filled, reduce_only=True,
                     order_type=order_type, stop_price=trigger,
                 )  # fmt: skip
             except OrderRejected as exc:
-                await self._cancel_protection(adapter, signal.user_id, signal.symbol)
+                await self._cancel_protection(adapter, signal.symbol)
                 close = await self._place(
-                    adapter, signal, UNPROTECTED_CLOSE, exit_side, filled, reduce_only=True
+                    job, UNPROTECTED_CLOSE, exit_side, filled, reduce_only=True
                 )
                 result["close_order"] = _order_summary(close)
                 log.warning("protection_refused_position_closed", leg=name, reason=exc.reason)
@@ -328,24 +423,17 @@ class SignalExecutor:
         return None
 
     async def _decide_entry(
-        self,
-        adapter: ExchangeAdapter,
-        signal: TradingSignal,
-        side: str,
-        position: Position | None,
+        self, job: _Job, side: str, position: Position | None
     ) -> Outcome | tuple[Decimal, int, Outcome]:
         """Size the entry and run the risk checks: (quantity, leverage, risk) or a refusal."""
+        signal, adapter = job.signal, job.adapter
         symbol = signal.symbol
-        async with self.sessionmaker() as session:
-            limits_row = await session.scalar(
-                select(UserRiskSettings).where(UserRiskSettings.user_id == signal.user_id)
-            )
-            if limits_row is None:
-                limits_row = UserRiskSettings(user_id=signal.user_id)
-                session.add(limits_row)
-                await session.commit()
-            context = await self._risk_context(session, signal, adapter, position)
-        limits = RiskLimits.from_row(limits_row)
+        limits_row = await job.conn.fetchrow(_RISK_SETTINGS, signal.user_id)
+        if limits_row is None:
+            limits_row = await job.conn.fetchrow(_DEFAULT_RISK_SETTINGS, signal.user_id)
+            assert limits_row is not None
+        limits = RiskLimits(**{f.name: limits_row[f.name] for f in fields(RiskLimits)})
+        context = await self._risk_context(job, position)
         market = await adapter.market(symbol)
         # Size from the market price now, not the alert's (which may be a bar close ago).
         price = await adapter.get_ticker_price(symbol)
@@ -398,63 +486,33 @@ class SignalExecutor:
             Outcome("executed", risk_passed=True, risk_details=details),
         )
 
-    async def _risk_context(
-        self,
-        session: AsyncSession,
-        signal: TradingSignal,
-        adapter: ExchangeAdapter,
-        same_symbol: Position | None,
-    ) -> RiskContext:
+    async def _risk_context(self, job: _Job, same_symbol: Position | None) -> RiskContext:
         """Risk inputs; `same_symbol` is the exchange's position on the signal's symbol."""
-        exchange = signal.exchange or "paper"
-        today = func.date_trunc("day", func.timezone("UTC", func.now()))
-        positions = (
-            await session.scalars(
-                select(RealPosition).where(
-                    RealPosition.user_id == signal.user_id,
-                    RealPosition.exchange == exchange,
-                    RealPosition.status == "open",
-                    # a position this entry reverses is closed before the entry opens
-                    RealPosition.symbol != signal.symbol,
-                )
-            )
-        ).all()
+        signal = job.signal
+        rows = await job.conn.fetch(_RISK_INPUTS, signal.user_id, signal.exchange, signal.symbol)
         open_positions = [
-            OpenPosition(p.symbol, p.side, p.quantity, p.entry_price) for p in positions
+            OpenPosition(r["symbol"], r["side"], r["quantity"], r["entry_price"])
+            for r in rows
+            if r["symbol"] is not None
         ]
+        totals = rows[-1]  # the UNION's last row
         wanted = "long" if signal.signal_type == "long_entry" else "short"
         if same_symbol is not None and same_symbol.side == wanted:
             open_positions.append(
                 OpenPosition(signal.symbol, same_symbol.side, same_symbol.quantity,
                              same_symbol.entry_price)
             )  # fmt: skip
-        trades_today = await session.scalar(
-            select(func.count())
-            .select_from(RealTrade)
-            .where(
-                RealTrade.user_id == signal.user_id,
-                RealTrade.reduce_only.is_(False),
-                func.timezone("UTC", RealTrade.created_at) >= today,
-            )
-        )
-        realized_today = await session.scalar(
-            select(func.coalesce(func.sum(RealTrade.realized_pnl), 0)).where(
-                RealTrade.user_id == signal.user_id,
-                func.timezone("UTC", RealTrade.executed_at) >= today,
-            )
-        )
         return RiskContext(
-            equity=await adapter.get_equity(),
+            equity=await job.adapter.get_equity(),
             open_positions=tuple(open_positions),
-            trades_today=int(trades_today or 0),
-            realized_pnl_today=Decimal(realized_today or 0),
+            trades_today=int(totals["trades"] or 0),
+            realized_pnl_today=Decimal(totals["pnl"] or 0),
         )
 
     # ------------------------------------------------------------------ orders
     async def _place(
         self,
-        adapter: ExchangeAdapter,
-        signal: TradingSignal,
+        job: _Job,
         leg: str,
         side: OrderSide,
         quantity: Decimal,
@@ -464,29 +522,23 @@ class SignalExecutor:
         stop_price: Decimal | None = None,
     ) -> Order:
         """Record the intent, send the order (idempotent by client id), record the result."""
+        signal = job.signal
         cid = client_order_id(signal.id, leg)
-        exchange = signal.exchange or "paper"
-        async with self.sessionmaker() as session:
-            await session.execute(
-                insert(RealTrade)
-                .values(
-                    user_id=signal.user_id,
-                    exchange=exchange,
-                    symbol=signal.symbol,
-                    side=side.value,
-                    order_type=order_type.value,
-                    reduce_only=reduce_only,
-                    quantity=quantity,
-                    price=stop_price,
-                    status="pending",
-                    client_order_id=cid,
-                    signal_id=signal.id,
-                    strategy_id=signal.strategy_id,
-                )
-                .on_conflict_do_nothing(index_elements=["user_id", "client_order_id"])
-            )
-            await session.commit()
-        order = await adapter.create_order(
+        await job.conn.execute(
+            _TRADE_INTENT,
+            signal.user_id,
+            signal.exchange,
+            signal.symbol,
+            side.value,
+            order_type.value,
+            reduce_only,
+            quantity,
+            stop_price,
+            cid,
+            signal.id,
+            signal.strategy_id,
+        )
+        order = await job.adapter.create_order(
             OrderRequest(
                 symbol=signal.symbol,
                 side=side,
@@ -497,42 +549,16 @@ class SignalExecutor:
                 reduce_only=reduce_only,
             )
         )
-        async with self.sessionmaker() as session:
-            await self._record_order(session, signal.user_id, order)
-            session.add(
-                AuditLog(
-                    user_id=signal.user_id,
-                    action="order.create",
-                    resource_type="trade",
-                    resource_id=cid,
-                    new_value=_order_summary(order),
-                    success=True,
-                )
-            )
-            await session.commit()
+        await job.conn.execute(
+            _RECORD_PLACED, *_order_columns(signal.user_id, order), _order_summary(order)
+        )
         log.info(
             "order_placed", leg=leg, client_order_id=cid, status=order.status.value,
             filled=order.filled_quantity, avg_price=order.avg_fill_price,
         )  # fmt: skip
         return order
 
-    async def _record_order(self, session: AsyncSession, user_id: str, order: Order) -> None:
-        await session.execute(
-            update(RealTrade)
-            .where(RealTrade.user_id == user_id, RealTrade.client_order_id == order.client_order_id)
-            .values(
-                status=_trade_status(order),
-                exchange_order_id=order.order_id,
-                filled_quantity=order.filled_quantity,
-                avg_fill_price=order.avg_fill_price,
-                fee=order.fee,
-                fee_currency=order.fee_currency,
-                realized_pnl=order.realized_pnl if order.filled_quantity > 0 else None,
-                executed_at=order.updated_at if order.filled_quantity > 0 else None,
-            )
-        )
-
-    async def _cancel_protection(self, adapter: ExchangeAdapter, user_id: str, symbol: str) -> None:
+    async def _cancel_protection(self, adapter: ExchangeAdapter, symbol: str) -> None:
         """Cancel the resting reduce-only orders (stop loss, take profit) on `symbol`."""
         for order in await adapter.get_open_orders(symbol):
             if order.reduce_only:
@@ -541,116 +567,88 @@ class SignalExecutor:
     # ------------------------------------------------------------------ reconciliation
     async def sync(
         self,
+        conn: Connection,
         adapter: ExchangeAdapter,
         user_id: str,
         exchange: str,
         symbol: str,
         *,
-        signal: TradingSignal | None = None,
+        signal: QueuedSignal | None = None,
     ) -> None:
-        """Bring trades and the position of (user, exchange, symbol) in line with the exchange."""
-        async with self.sessionmaker() as session:
-            open_trades = (
-                await session.scalars(
-                    select(RealTrade).where(
-                        RealTrade.user_id == user_id,
-                        RealTrade.exchange == exchange,
-                        RealTrade.symbol == symbol,
-                        RealTrade.status.in_(("pending", "open", "partially_filled", "unknown")),
-                    )
-                )
-            ).all()
-            for trade in open_trades:
-                order = await adapter.get_order(symbol, client_order_id=trade.client_order_id)
-                if order is not None:
-                    await self._record_order(session, user_id, order)
-                elif trade.status == "pending":
-                    # never reached the exchange (the process died before sending)
-                    trade.status = "failed"
-            db_open = await session.scalar(
-                select(RealPosition).where(
-                    RealPosition.user_id == user_id,
-                    RealPosition.exchange == exchange,
-                    RealPosition.symbol == symbol,
-                    RealPosition.status == "open",
-                )
-            )
-            live = await adapter.get_position(symbol)
-            if db_open is not None and (live is None or live.side != db_open.side):
-                await self._close_position(session, db_open)
+        """Bring trades and the position of (user, exchange, symbol) in line with the exchange.
+
+        `conn` must hold the key's lock (`key_lock`); the changes commit together."""
+        open_trades = await conn.fetch(_OPEN_TRADES, user_id, exchange, symbol)
+        recorded: list[tuple[Any, ...]] = []
+        never_sent: list[tuple[str, str]] = []
+        for trade in open_trades:
+            order = await adapter.get_order(symbol, client_order_id=trade["client_order_id"])
+            if order is not None:
+                recorded.append(_order_columns(user_id, order))
+            elif trade["status"] == "pending":
+                # never reached the exchange (the process died before sending)
+                never_sent.append((user_id, trade["client_order_id"]))
+        live = await adapter.get_position(symbol)
+        async with conn.transaction():
+            if recorded:
+                await conn.executemany(_RECORD_ORDER, recorded)
+            if never_sent:
+                await conn.executemany(_MARK_NEVER_SENT, never_sent)
+            db_open = await conn.fetchrow(_OPEN_POSITION, user_id, exchange, symbol)
+            if db_open is not None and (live is None or live.side != db_open["side"]):
+                await conn.execute(_CLOSE_POSITION, db_open["id"], user_id, exchange, symbol)
                 db_open = None
-            if live is not None:
-                if db_open is None:
-                    db_open = RealPosition(
-                        user_id=user_id,
-                        exchange=exchange,
-                        symbol=symbol,
-                        side=live.side,
-                        entry_price=live.entry_price,
-                        quantity=live.quantity,
-                        leverage=live.leverage,
-                        signal_id=signal.id if signal else None,
-                        strategy_id=signal.strategy_id if signal else None,
-                        stop_loss=signal.suggested_stop_loss if signal else None,
-                        take_profit=signal.suggested_take_profit if signal else None,
-                    )
-                    session.add(db_open)
-                    await session.flush()
-                db_open.quantity = live.quantity
-                db_open.entry_price = live.entry_price
-                db_open.current_price = live.mark_price
-                db_open.unrealized_pnl = live.unrealized_pnl
-                db_open.margin = live.margin
-                db_open.liquidation_price = live.liquidation_price
-                # trades of this position's opening signal belong to it
-                if db_open.signal_id is not None:
-                    await session.execute(
-                        update(RealTrade)
-                        .where(
-                            RealTrade.signal_id == db_open.signal_id,
-                            RealTrade.position_id.is_(None),
-                            RealTrade.client_order_id.notlike("%" + CLOSE),
-                        )
-                        .values(position_id=db_open.id)
-                    )
-            await session.commit()
-
-    async def _close_position(self, session: AsyncSession, position: RealPosition) -> None:
-        """Mark `position` closed; its closing trades are the reduce-only fills since it opened."""
-        await session.execute(
-            update(RealTrade)
-            .where(
-                RealTrade.user_id == position.user_id,
-                RealTrade.exchange == position.exchange,
-                RealTrade.symbol == position.symbol,
-                RealTrade.reduce_only.is_(True),
-                RealTrade.position_id.is_(None),
-                RealTrade.filled_quantity > 0,
-            )
-            .values(position_id=position.id)
-        )
-        realized = await session.scalar(
-            select(func.coalesce(func.sum(RealTrade.realized_pnl), 0)).where(
-                RealTrade.position_id == position.id
-            )
-        )
-        position.status = "closed"
-        position.closed_at = datetime.now(UTC)
-        position.realized_pnl = Decimal(realized or 0)
-        position.unrealized_pnl = Decimal(0)
+            if live is None:
+                return
+            if db_open is None:
+                db_open = await conn.fetchrow(
+                    _OPEN_NEW_POSITION,
+                    user_id,
+                    exchange,
+                    symbol,
+                    live.side,
+                    live.entry_price,
+                    live.quantity,
+                    live.leverage,
+                    signal.id if signal else None,
+                    signal.strategy_id if signal else None,
+                    signal.suggested_stop_loss if signal else None,
+                    signal.suggested_take_profit if signal else None,
+                    live.mark_price,
+                    live.unrealized_pnl,
+                    live.margin,
+                    live.liquidation_price,
+                )
+            else:
+                await conn.execute(
+                    _UPDATE_POSITION,
+                    db_open["id"],
+                    live.quantity,
+                    live.entry_price,
+                    live.mark_price,
+                    live.unrealized_pnl,
+                    live.margin,
+                    live.liquidation_price,
+                )
+            assert db_open is not None
+            if db_open["signal_id"] is not None:
+                await conn.execute(_ATTACH_TRADES, db_open["id"], db_open["signal_id"], CLOSE)
 
 
-def _head_of_line(what: Any, user_id: str, symbol: str) -> Select[Any]:
-    """The earliest pending signal of (user, symbol): the next one to execute."""
+def _order_columns(user_id: str, order: Order) -> tuple[Any, ...]:
+    """The `_RECORD_ORDER` parameters for `order`."""
+    filled = order.filled_quantity > 0
     return (
-        select(what)
-        .where(
-            TradingSignal.user_id == user_id,
-            TradingSignal.symbol == symbol,
-            text("trading_signals." + PENDING_PREDICATE),
-        )
-        .order_by(TradingSignal.seq)
-        .limit(1)
+        user_id,
+        order.client_order_id,
+        _trade_status(order),
+        order.order_id,
+        order.filled_quantity,
+        order.avg_fill_price,
+        order.fee,
+        order.fee_currency,
+        order.realized_pnl if filled else None,
+        order.updated_at if filled else None,
     )
 
 

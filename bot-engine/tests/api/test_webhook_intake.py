@@ -218,7 +218,7 @@ async def test_alerts_are_kept_while_redis_is_down_and_queued_later(
             update(TradingSignal).values(created_at=datetime.now(UTC) - timedelta(minutes=1))
         )
         await session.commit()
-    assert await sweep_once(healthy.redis, healthy.sessionmaker) == 1
+    assert await sweep_once(healthy.redis, healthy.pg) == 1
     await queue.ensure_group(healthy.redis)
     (bell,) = await queue.read(healthy.redis, "test-consumer", count=10, block_ms=100)
     assert str(bell.signal_id) == response.json()["signal_id"]

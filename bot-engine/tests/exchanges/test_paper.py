@@ -1,6 +1,6 @@
 """The paper exchange against the real migrated PostgreSQL: fills, fees and slippage, net
 positions and realised PnL, reduce-only, idempotency (also under concurrency), rejections,
-margin, conditional orders, restarts.
+margin, conditional orders, restarts, and the database round trips each call costs.
 
 Prices come from a ManualPriceFeed; the default slippage is 0.05 % and the fee 0.04 %, so
 a market buy at 65000 fills at 65032.5 and a market sell at 64000 fills at 63968.
@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
 from decimal import Decimal
+from functools import partial
 
 import pytest
+from asyncpg.connection import LoggedQuery
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.core.database import create_sessionmaker
+from app.core.pg import Pool, create_pool
 from app.exchanges.base import Balance, Order, OrderRequest, OrderSide, OrderStatus, OrderType
 from app.exchanges.errors import (
     InsufficientFunds,
@@ -47,8 +51,13 @@ def feed() -> ManualPriceFeed:
 
 
 @pytest.fixture
-def exchange(sessionmaker: Sessionmaker, feed: ManualPriceFeed) -> PaperExchange:
-    return PaperExchange(sessionmaker, "user-1", feed, starting_balance=START)
+def pool(pg_pool: Pool, clean_state: None) -> Pool:
+    return pg_pool
+
+
+@pytest.fixture
+def exchange(pool: Pool, feed: ManualPriceFeed) -> PaperExchange:
+    return PaperExchange(pool, "user-1", feed, starting_balance=START)
 
 
 def request(
@@ -336,12 +345,10 @@ async def test_create_order_is_idempotent_on_the_client_order_id(
 
 
 async def test_ten_concurrent_calls_with_one_client_id_make_one_order(
-    sessionmaker: Sessionmaker, feed: ManualPriceFeed
+    pool: Pool, sessionmaker: Sessionmaker, feed: ManualPriceFeed
 ) -> None:
     # Ten adapters, as ten workers would each build their own; the account does not exist yet.
-    exchanges = [
-        PaperExchange(sessionmaker, "user-c", feed, starting_balance=START) for _ in range(10)
-    ]
+    exchanges = [PaperExchange(pool, "user-c", feed, starting_balance=START) for _ in range(10)]
     req = request(BUY, "0.1", client_order_id="sig-c-entry")
 
     orders = await asyncio.gather(*(e.create_order(req) for e in exchanges))
@@ -369,11 +376,9 @@ async def test_concurrent_orders_on_one_account_are_serialised(
     assert await exchange.get_wallet_balance() == START - 10 * fee("0.01", "3501.75")
 
 
-async def test_client_ids_are_per_account(
-    sessionmaker: Sessionmaker, feed: ManualPriceFeed
-) -> None:
-    alice = PaperExchange(sessionmaker, "alice", feed, starting_balance=START)
-    bob = PaperExchange(sessionmaker, "bob", feed, starting_balance=START)
+async def test_client_ids_are_per_account(pool: Pool, feed: ManualPriceFeed) -> None:
+    alice = PaperExchange(pool, "alice", feed, starting_balance=START)
+    bob = PaperExchange(pool, "bob", feed, starting_balance=START)
 
     a = await alice.create_order(request(BUY, "0.1", client_order_id="same"))
     b = await bob.create_order(request(SELL, "0.1", client_order_id="same"))
@@ -640,11 +645,11 @@ async def test_a_triggered_order_the_margin_cannot_cover_is_rejected(
 
 
 async def test_process_all_accounts_uses_the_feed_for_every_account(
-    sessionmaker: Sessionmaker, feed: ManualPriceFeed
+    pool: Pool, feed: ManualPriceFeed
 ) -> None:
-    alice = PaperExchange(sessionmaker, "alice", feed, starting_balance=START)
-    bob = PaperExchange(sessionmaker, "bob", feed, starting_balance=START)
-    carol = PaperExchange(sessionmaker, "carol", feed, starting_balance=START)
+    alice = PaperExchange(pool, "alice", feed, starting_balance=START)
+    bob = PaperExchange(pool, "bob", feed, starting_balance=START)
+    carol = PaperExchange(pool, "carol", feed, starting_balance=START)
     for account in (alice, bob):
         await account.create_order(request(BUY, "0.1"))
         await account.create_order(
@@ -657,9 +662,9 @@ async def test_process_all_accounts_uses_the_feed_for_every_account(
         )
     )
 
-    assert await process_all_accounts(sessionmaker, feed) == []
+    assert await process_all_accounts(pool, feed) == []
     feed.set("BTCUSDT", D("62000"))
-    filled = await process_all_accounts(sessionmaker, feed)
+    filled = await process_all_accounts(pool, feed)
 
     assert [(f.account_id, f.symbol) for f in filled] == [("alice", "BTCUSDT"), ("bob", "BTCUSDT")]
     assert all(f.order.status == OrderStatus.FILLED and f.order.reduce_only for f in filled)
@@ -696,8 +701,8 @@ async def test_equity_is_wallet_plus_unrealised_pnl(
     assert balance.free == balance.total - balance.locked
 
 
-async def test_state_survives_a_restart(sessionmaker: Sessionmaker, feed: ManualPriceFeed) -> None:
-    before = PaperExchange(sessionmaker, "user-r", feed, starting_balance=START)
+async def test_state_survives_a_restart(pool: Pool, feed: ManualPriceFeed) -> None:
+    before = PaperExchange(pool, "user-r", feed, starting_balance=START)
     await before.set_leverage("BTCUSDT", 10)
     await before.create_order(request(BUY, "0.1"))
     stop = await before.create_order(
@@ -706,7 +711,7 @@ async def test_state_survives_a_restart(sessionmaker: Sessionmaker, feed: Manual
     wallet, positions = await before.get_wallet_balance(), await before.get_positions()
 
     # A new process builds a new adapter; its starting balance applies to new accounts only.
-    after = PaperExchange(sessionmaker, "user-r", feed, starting_balance=D("1"))
+    after = PaperExchange(pool, "user-r", feed, starting_balance=D("1"))
 
     assert await after.get_wallet_balance() == wallet
     assert await after.get_positions() == positions
@@ -716,13 +721,113 @@ async def test_state_survives_a_restart(sessionmaker: Sessionmaker, feed: Manual
 
 
 async def test_a_new_account_starts_with_its_starting_balance(
-    sessionmaker: Sessionmaker, feed: ManualPriceFeed
+    pool: Pool, feed: ManualPriceFeed
 ) -> None:
-    fresh = PaperExchange(sessionmaker, "user-new", feed, starting_balance=D("2500.5"))
+    fresh = PaperExchange(pool, "user-new", feed, starting_balance=D("2500.5"))
     assert await fresh.get_equity() == D("2500.5")
     assert await fresh.get_balances() == [
         Balance(asset="USDT", free=D("2500.5"), locked=D("0"), total=D("2500.5"))
     ]
+
+
+async def test_reads_do_not_create_the_account(
+    pool: Pool, sessionmaker: Sessionmaker, feed: ManualPriceFeed
+) -> None:
+    fresh = PaperExchange(pool, "user-new", feed, starting_balance=D("2500.5"))
+
+    assert await fresh.get_wallet_balance() == D("2500.5")
+    assert await fresh.get_equity() == D("2500.5")
+    assert await fresh.get_positions() == []
+    assert await fresh.get_position("BTCUSDT") is None
+    assert await fresh.get_open_orders() == []
+    assert await fresh.get_order("BTCUSDT", client_order_id="any") is None
+    [balance] = await fresh.get_balances()
+    assert balance.total == D("2500.5")
+    assert await count(sessionmaker, PaperAccount) == 0
+
+    await fresh.set_leverage("BTCUSDT", 3)  # the first write creates it
+    assert await count(sessionmaker, PaperAccount) == 1
+    assert await fresh.get_wallet_balance() == D("2500.5")
+
+
+# --------------------------------------------------------------------------- round trips
+
+
+@pytest.fixture
+async def logged(database_url: str, clean_state: None) -> AsyncIterator[tuple[Pool, list[str]]]:
+    """A pool of one connection, and the statements it runs (its reset on release aside)."""
+    pool = await create_pool(database_url, min_size=1, max_size=1)
+    statements: list[str] = []
+    async with pool.acquire() as conn:
+        reset = conn.get_reset_query()
+
+        def record(query: LoggedQuery) -> None:
+            if query.query != reset:
+                statements.append(query.query.split()[0].rstrip(";"))
+
+        conn.add_query_logger(record)
+    try:
+        yield pool, statements
+    finally:
+        await pool.close()
+
+
+async def test_round_trips_per_call(logged: tuple[Pool, list[str]], feed: ManualPriceFeed) -> None:
+    """A write is BEGIN, the account's lock, the book, one write of what changed, COMMIT; a
+    read is one statement, outside any transaction."""
+    pool, statements = logged
+    exchange = PaperExchange(pool, "user-1", feed, starting_balance=START)
+
+    async def trips(call: Awaitable[object]) -> list[str]:
+        """The statements `call` runs, by their first word."""
+        await asyncio.sleep(0)  # a logger runs just after its statement: let late ones run
+        statements.clear()
+        await call
+        await asyncio.sleep(0)
+        return list(statements)
+
+    write = ["BEGIN", "SELECT", "SELECT", "WITH", "COMMIT"]
+    no_change = ["BEGIN", "SELECT", "SELECT", "COMMIT"]
+    # The connection's first look at the book also looks up its row types: not counted.
+    await exchange.get_positions()
+
+    # The first write creates the account (the lock finds no row to lock).
+    assert await trips(exchange.set_leverage("BTCUSDT", 10)) == [
+        "BEGIN",
+        "SELECT",
+        "INSERT",
+        "SELECT",
+        "WITH",
+        "COMMIT",
+    ]
+    market = request(BUY, "0.1", client_order_id="entry")
+    assert await trips(exchange.create_order(market)) == write
+    assert await trips(exchange.create_order(market)) == no_change  # a replay
+    stop = request(SELL, "0.1", kind=OrderType.STOP_MARKET, stop="63000", reduce_only=True)
+    assert await trips(exchange.create_order(stop)) == write
+    assert await trips(exchange.process_price("BTCUSDT", D("64000"))) == no_change
+    assert await trips(exchange.process_price("BTCUSDT", D("62000"))) == write  # the stop fills
+    limit = request(BUY, "0.01", kind=OrderType.LIMIT, price="60000", client_order_id="limit")
+    await exchange.create_order(limit)
+    assert await trips(exchange.cancel_order("BTCUSDT", client_order_id="limit")) == [
+        "BEGIN",
+        "SELECT",
+        "SELECT",
+        "UPDATE",
+        "COMMIT",
+    ]
+
+    reads: list[Callable[[], Awaitable[object]]] = [
+        exchange.get_positions,
+        partial(exchange.get_position, "BTCUSDT"),
+        exchange.get_balances,
+        exchange.get_equity,
+        exchange.get_wallet_balance,
+        exchange.get_open_orders,
+        partial(exchange.get_order, "BTCUSDT", client_order_id="entry"),
+    ]
+    for read in reads:
+        assert await trips(read()) == ["SELECT"], read
 
 
 # --------------------------------------------------------------------------- look-ups, cancel

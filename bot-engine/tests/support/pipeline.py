@@ -131,8 +131,7 @@ async def harness(
         await runtime.start()
         pipeline = build_pipeline(
             settings,
-            app.state.engine,
-            app.state.sessionmaker,
+            app.state.pg,
             app.state.redis,
             consumer_name=runtime.worker_id,
             feed=feed,

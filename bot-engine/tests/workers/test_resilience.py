@@ -245,13 +245,10 @@ async def test_a_signal_that_keeps_failing_is_dead_lettered(
     token = await factory.webhook_token(await factory.user())
     body = {"token": token, "action": "long_exit", "symbol": "ETHUSDT"}
     signal_id = (await client.post(URL, json=body)).json()["signal_id"]
-    pipe = build_pipeline(
-        settings, app.state.engine, app.state.sessionmaker, app.state.redis,
-        consumer_name="dlq-test",
-    )  # fmt: skip
+    pipe = build_pipeline(settings, app.state.pg, app.state.redis, consumer_name="dlq-test")
     consumer = SignalConsumer(
         app.state.redis,
-        _BrokenExecutor(app.state.engine, app.state.sessionmaker, pipe.adapters),
+        _BrokenExecutor(app.state.pg, pipe.adapters),
         consumer_name="dlq-test",
         max_deliveries=2,
         reclaim_idle_ms=100,

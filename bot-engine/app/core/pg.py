@@ -1,0 +1,55 @@
+"""The asyncpg pool of the hot path: webhook intake, signal execution and the paper exchange.
+
+Those paths write a handful of rows per alert and run hundreds of times a second, so they speak
+SQL to asyncpg directly (prepared statements, no ORM unit of work). The REST API keeps the
+SQLAlchemy sessions of `app.core.database`; both use the same database and the same schema.
+
+Conventions on every pooled connection: the session time zone is UTC, `json`/`jsonb` values are
+Python objects in and out (Decimals are written as strings), NUMERIC arrives as `Decimal`.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+import orjson
+from asyncpg.pool import PoolConnectionProxy
+
+from app.core.database import to_libpq_url
+
+Pool = asyncpg.Pool
+# A connection of its own or one borrowed from a pool: both run the same statements.
+Connection = asyncpg.Connection | PoolConnectionProxy
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def dump_json(value: Any) -> str:
+    return orjson.dumps(value, default=_default).decode()
+
+
+async def _setup_connection(conn: asyncpg.Connection) -> None:
+    for name in ("json", "jsonb"):
+        await conn.set_type_codec(
+            name, encoder=dump_json, decoder=orjson.loads, schema="pg_catalog"
+        )
+
+
+async def create_pool(url: str, *, min_size: int = 0, max_size: int = 10) -> Pool:
+    """A pool on `url` (any of the forms `to_libpq_url` accepts); with `min_size` 0 it connects
+    on first use, so a process starts even while the database is down."""
+    pool: Pool = await asyncpg.create_pool(
+        to_libpq_url(url),
+        min_size=min_size,
+        max_size=max_size,
+        init=_setup_connection,
+        max_inactive_connection_lifetime=300,
+        server_settings={"timezone": "UTC", "application_name": "jadetrade"},
+    )
+    return pool
