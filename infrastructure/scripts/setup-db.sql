@@ -334,6 +334,11 @@ CREATE TABLE IF NOT EXISTS real_trades (
         REFERENCES strategies (id) ON DELETE SET NULL
 );
 CREATE INDEX IF NOT EXISTS ix_real_trades_user_id_created_at ON real_trades (user_id, created_at);
+CREATE INDEX IF NOT EXISTS ix_real_trades_user_id_executed_at ON real_trades (user_id, executed_at);
+CREATE INDEX IF NOT EXISTS ix_real_trades_working ON real_trades (user_id, symbol)
+    WHERE status IN ('pending', 'open', 'partially_filled', 'unknown');
+CREATE INDEX IF NOT EXISTS ix_real_trades_unattached ON real_trades (user_id, symbol)
+    WHERE position_id IS NULL;
 CREATE INDEX IF NOT EXISTS ix_real_trades_status ON real_trades (status);
 CREATE INDEX IF NOT EXISTS ix_real_trades_api_key_id ON real_trades (api_key_id);
 CREATE INDEX IF NOT EXISTS ix_real_trades_position_id ON real_trades (position_id);

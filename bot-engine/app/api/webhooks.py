@@ -93,29 +93,29 @@ async def tradingview(request: Request, redis: RedisDep) -> WebhookAccepted:
     if not alert.token:
         raise Unauthorized("the alert has no token", field="token", code="missing_token")
     pool: Pool = request.app.state.pg
-    owner = await webhook_tokens.authenticate(pool, alert.token)
-    if owner is None:
-        log.warning("webhook_token_rejected")
-        raise Unauthorized("unknown or revoked token", field="token", code="invalid_token")
+    async with pool.acquire() as conn:  # one connection for the token and the signal
+        owner = await webhook_tokens.authenticate(conn, alert.token)
+        if owner is None:
+            log.warning("webhook_token_rejected")
+            raise Unauthorized("unknown or revoked token", field="token", code="invalid_token")
+        verdict = await rate_limit.hit(
+            redis, "wh:" + webhook_tokens.hash_token(alert.token)[:24], settings.WEBHOOK_RATE_LIMIT
+        )
+        if not verdict.enforced:
+            log.warning("rate_limit_unavailable")
+        elif not verdict.allowed:
+            raise RateLimited(
+                f"more than {settings.WEBHOOK_RATE_LIMIT} alerts a minute for this token",
+                headers={"Retry-After": str(verdict.retry_after_s)},
+            )
+        if is_stale(alert, now=datetime.now(UTC), max_age_s=settings.MAX_ALERT_AGE_S):
+            raise ValidationFailed(
+                f"alert is older than {settings.MAX_ALERT_AGE_S} s",
+                field="timenow",
+                code="stale_alert",
+            )
+        result = await record_alert(conn, settings, owner.user_id, owner.tier, alert)
     user_id = owner.user_id
-
-    verdict = await rate_limit.hit(
-        redis, "wh:" + webhook_tokens.hash_token(alert.token)[:24], settings.WEBHOOK_RATE_LIMIT
-    )
-    if not verdict.enforced:
-        log.warning("rate_limit_unavailable")
-    elif not verdict.allowed:
-        raise RateLimited(
-            f"more than {settings.WEBHOOK_RATE_LIMIT} alerts a minute for this token",
-            headers={"Retry-After": str(verdict.retry_after_s)},
-        )
-    if is_stale(alert, now=datetime.now(UTC), max_age_s=settings.MAX_ALERT_AGE_S):
-        raise ValidationFailed(
-            f"alert is older than {settings.MAX_ALERT_AGE_S} s", field="timenow", code="stale_alert"
-        )
-
-    async with pool.acquire() as conn:
-        result = await record_alert(conn, settings, user_id, owner.tier, alert)
     if result.outcome is IntakeOutcome.QUEUED:
         try:
             await queue.enqueue(redis, result.signal_id, user_id, result.symbol)

@@ -41,6 +41,14 @@ async def _setup_connection(conn: asyncpg.Connection) -> None:
         )
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Returning a connection to the pool: asyncpg has already rolled back any open
+    transaction. Its default reset also runs UNLISTEN, CLOSE ALL, RESET ALL and
+    pg_advisory_unlock_all, a round trip of four commands on every release; this code never
+    listens, opens cursors or changes settings, and whoever takes a session-level advisory lock
+    releases it (or terminates the connection), so nothing else needs resetting."""
+
+
 async def create_pool(url: str, *, min_size: int = 0, max_size: int = 10) -> Pool:
     """A pool on `url` (any of the forms `to_libpq_url` accepts); with `min_size` 0 it connects
     on first use, so a process starts even while the database is down."""
@@ -49,6 +57,7 @@ async def create_pool(url: str, *, min_size: int = 0, max_size: int = 10) -> Poo
         min_size=min_size,
         max_size=max_size,
         init=_setup_connection,
+        reset=_keep_session,
         max_inactive_connection_lifetime=300,
         server_settings={"timezone": "UTC", "application_name": "jadetrade"},
     )

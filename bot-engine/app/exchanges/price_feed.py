@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import time
 from collections.abc import Callable, Mapping
@@ -99,8 +100,10 @@ def _round_price(symbol: str, price: Decimal) -> Decimal:
     return price.quantize(Decimal(10) ** exponent, rounding=ROUND_HALF_EVEN)
 
 
+@functools.lru_cache(maxsize=4096)
 def synthetic_price(seed: int, symbol: str, second: int) -> Decimal:
-    """The synthetic price of `symbol` during `second` (Unix time) for `seed`."""
+    """The synthetic price of `symbol` during `second` (Unix time) for `seed`. A pure function,
+    so it is computed once per symbol and second (every order of that second reuses it)."""
     noise = sum(
         (weight * _layer(seed, symbol, period, second) for period, weight in _LAYERS),
         start=Decimal(0),

@@ -91,7 +91,9 @@ def configure_logging(
         ],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
-        cache_logger_on_first_use=False,
+        # The processors never change between calls (the format lives in the handler), so a
+        # logger is assembled once rather than on every call.
+        cache_logger_on_first_use=True,
     )
     handler = logging.StreamHandler(stream or sys.stdout)
     handler.setFormatter(build_formatter(fmt))

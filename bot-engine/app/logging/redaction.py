@@ -7,9 +7,13 @@ bearer tokens, JWTs, webhook tokens, `token=` query parameters and passwords in 
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
+from datetime import datetime
+from decimal import Decimal
 from typing import Any
+from uuid import UUID
 
 from structlog.typing import EventDict, WrappedLogger
 
@@ -48,17 +52,33 @@ _VALUE_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
 )
 
 
+# One pass that finds whether any pattern above could match: most strings in a log event
+# (event names, ids, symbols, amounts) contain none of these markers and are left as they are.
+_MAYBE_SECRET = re.compile(
+    r"bearer|basic|eyJ|jt_wh_|[?&](?:token|access_token|api_key|apikey|secret|signature)="
+    r"|://[^/:@\s]+:[^@/\s]+@|sk-",
+    re.IGNORECASE,
+)
+_SHORTEST_SECRET = 7  # "://a:b@"; every other pattern needs more characters
+_PLAIN = (int, float, Decimal, UUID, datetime, type(None))
+
+
+@functools.lru_cache(maxsize=1024)
 def is_sensitive_key(key: str) -> bool:
     return key not in _SAFE_KEYS and bool(_SENSITIVE_KEY.search(key))
 
 
 def scrub_text(text: str) -> str:
+    if len(text) < _SHORTEST_SECRET or not _MAYBE_SECRET.search(text):
+        return text
     for pattern, replacement in _VALUE_PATTERNS:
         text = pattern.sub(replacement, text)
     return text
 
 
 def redact_value(value: Any) -> Any:
+    if isinstance(value, _PLAIN):
+        return value
     if isinstance(value, str):
         return scrub_text(value)
     if isinstance(value, Mapping):

@@ -35,6 +35,9 @@ ORDER_TYPES = (
 ORDER_STATUSES = (
     "pending", "open", "partially_filled", "filled", "canceled", "failed", "unknown",
 )  # fmt: skip
+# Orders the exchange may still fill (or whose fate is not known yet).
+WORKING_STATUSES = ("pending", "open", "partially_filled", "unknown")
+WORKING_PREDICATE = "status IN ('pending', 'open', 'partially_filled', 'unknown')"
 
 
 class RealTrade(Base):
@@ -49,6 +52,22 @@ class RealTrade(Base):
         # finds the first row instead of creating a second order.
         UniqueConstraint("user_id", "client_order_id"),
         Index(None, "user_id", "created_at"),
+        # The daily-loss check sums what the user realised since midnight UTC.
+        Index(None, "user_id", "executed_at"),
+        # Reconciliation reads a symbol's orders still working, and fills not yet attributed
+        # to a position: both small sets inside a long history.
+        Index(
+            "ix_real_trades_working",
+            "user_id",
+            "symbol",
+            postgresql_where=text(WORKING_PREDICATE),
+        ),
+        Index(
+            "ix_real_trades_unattached",
+            "user_id",
+            "symbol",
+            postgresql_where=text("position_id IS NULL"),
+        ),
         Index(None, "status"),
         Index(None, "api_key_id"),
         Index(None, "position_id"),

@@ -46,6 +46,7 @@ from app.exchanges.errors import OrderRejected
 from app.exchanges.factory import AdapterFactory
 from app.logging.logger import get_logger
 from app.models.signal import PENDING_PREDICATE
+from app.models.trade import WORKING_PREDICATE
 
 log = get_logger("trade")
 
@@ -161,11 +162,9 @@ _RISK_INPUTS = """
     UNION ALL
     SELECT NULL, NULL, NULL, NULL,
         (SELECT count(*) FROM real_trades
-         WHERE user_id = $1 AND NOT reduce_only
-           AND timezone('UTC', created_at) >= date_trunc('day', timezone('UTC', now()))),
+         WHERE user_id = $1 AND NOT reduce_only AND created_at >= date_trunc('day', now(), 'UTC')),
         (SELECT coalesce(sum(realized_pnl), 0) FROM real_trades
-         WHERE user_id = $1
-           AND timezone('UTC', executed_at) >= date_trunc('day', timezone('UTC', now())))
+         WHERE user_id = $1 AND executed_at >= date_trunc('day', now(), 'UTC'))
 """
 _TRADE_INTENT = """
     INSERT INTO real_trades (user_id, exchange, symbol, side, order_type, reduce_only, quantity,
@@ -184,11 +183,10 @@ _RECORD_PLACED = f"""
     INSERT INTO audit_log (user_id, action, resource_type, resource_id, new_value, success)
     VALUES ($1, 'order.create', 'trade', $2, $11, true)
 """  # noqa: S608 - composed of constants only
-_OPEN_TRADES = """
-    SELECT client_order_id, status FROM real_trades
-    WHERE user_id = $1 AND exchange = $2 AND symbol = $3
-      AND status IN ('pending', 'open', 'partially_filled', 'unknown')
-"""
+_OPEN_TRADES = f"""
+    SELECT client_order_id, status, filled_quantity FROM real_trades
+    WHERE user_id = $1 AND exchange = $2 AND symbol = $3 AND {WORKING_PREDICATE}
+"""  # noqa: S608 - composed of constants only
 _MARK_NEVER_SENT = (
     "UPDATE real_trades SET status = 'failed' WHERE user_id = $1 AND client_order_id = $2"
 )
@@ -246,7 +244,13 @@ class SignalExecutor:
             try:
                 yield conn
             finally:
-                await conn.execute("SELECT pg_advisory_unlock(hashtextextended($1, 0))", key)
+                try:
+                    await conn.execute("SELECT pg_advisory_unlock(hashtextextended($1, 0))", key)
+                except BaseException:
+                    # Not unlocked (cancelled, connection broken): end the session, which
+                    # releases the lock, rather than pool a connection that still holds it.
+                    conn.terminate()
+                    raise
 
     async def run_key(self, user_id: str, symbol: str) -> int:
         """Execute every pending signal of (user, symbol) in arrival order; how many ran."""
@@ -584,7 +588,11 @@ class SignalExecutor:
         for trade in open_trades:
             order = await adapter.get_order(symbol, client_order_id=trade["client_order_id"])
             if order is not None:
-                recorded.append(_order_columns(user_id, order))
+                if (_trade_status(order), order.filled_quantity) != (
+                    trade["status"],
+                    trade["filled_quantity"],
+                ):  # changed on the exchange since it was recorded
+                    recorded.append(_order_columns(user_id, order))
             elif trade["status"] == "pending":
                 # never reached the exchange (the process died before sending)
                 never_sent.append((user_id, trade["client_order_id"]))
