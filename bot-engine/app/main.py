@@ -67,10 +67,16 @@ def _lifespan(settings: Settings, run_workers: bool):  # type: ignore[no-untyped
             settings, http_client=http_client, local_issuer=local_issuer
         )
         runtime = WorkerRuntime(redis, role="api") if run_workers else None
+        worker_pg = None
         try:
             if runtime is not None:
                 await runtime.start()
-                app.state.pipeline = pipeline.install(runtime, settings, pg, redis)
+                worker_pg = await create_pool(
+                    settings.DATABASE_URL.get_secret_value(),
+                    max_size=2 * settings.WORKER_CONCURRENCY + 4,
+                    wait_for_flush=False,
+                )
+                app.state.pipeline = pipeline.install(runtime, settings, worker_pg, redis)
             log.info(
                 "engine_started",
                 env=settings.ENVIRONMENT.value,
@@ -81,6 +87,8 @@ def _lifespan(settings: Settings, run_workers: bool):  # type: ignore[no-untyped
         finally:
             if runtime is not None:
                 await runtime.stop()
+            if worker_pg is not None:
+                await worker_pg.close()
             await http_client.aclose()
             await redis.aclose()
             await pg.close()

@@ -192,6 +192,7 @@ def worker(
         pool = await create_pool(
             resolved.DATABASE_URL.get_secret_value(),
             max_size=2 * resolved.WORKER_CONCURRENCY + 4,
+            wait_for_flush=False,  # see create_pool: a lost execution simply runs again
         )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -49,9 +49,18 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     releases it (or terminates the connection), so nothing else needs resetting."""
 
 
-async def create_pool(url: str, *, min_size: int = 0, max_size: int = 10) -> Pool:
+async def create_pool(
+    url: str, *, min_size: int = 0, max_size: int = 10, wait_for_flush: bool = True
+) -> Pool:
     """A pool on `url` (any of the forms `to_libpq_url` accepts); with `min_size` 0 it connects
-    on first use, so a process starts even while the database is down."""
+    on first use, so a process starts even while the database is down.
+
+    `wait_for_flush=False` sets `synchronous_commit = off`: a commit returns before its WAL
+    reaches the disk, and a crash of the database server can lose the last fraction of a second
+    of commits — never a part of one, never out of order. The signal workers use it: a signal
+    whose execution was lost is still pending and simply executes again, finding by client order
+    id any order that did reach an exchange. Webhook intake never does: its 2xx promises the
+    signal is on disk."""
     pool: Pool = await asyncpg.create_pool(
         to_libpq_url(url),
         min_size=min_size,
@@ -59,6 +68,10 @@ async def create_pool(url: str, *, min_size: int = 0, max_size: int = 10) -> Poo
         init=_setup_connection,
         reset=_keep_session,
         max_inactive_connection_lifetime=300,
-        server_settings={"timezone": "UTC", "application_name": "jadetrade"},
+        server_settings={
+            "timezone": "UTC",
+            "application_name": "jadetrade",
+            "synchronous_commit": "on" if wait_for_flush else "off",
+        },
     )
     return pool

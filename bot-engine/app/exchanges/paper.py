@@ -251,6 +251,10 @@ ORDER BY account_id, symbol
 """  # noqa: S608 - composed of constants only
 _CANCEL = "UPDATE paper_orders SET status = $2 WHERE id = $1"
 _WALLET = "SELECT wallet_balance FROM paper_accounts WHERE account_id = $1"
+_LEVERAGE_NOW = """
+    SELECT EXISTS (SELECT 1 FROM paper_accounts WHERE account_id = $1) AS account_exists,
+        (SELECT leverage FROM paper_leverage WHERE account_id = $1 AND symbol = $2) AS leverage
+"""
 
 
 # --------------------------------------------------------------------------- position math
@@ -656,6 +660,11 @@ class PaperExchange(ExchangeAdapter):
                 f" choose 1 to {market.max_leverage}",
                 code="invalid_leverage",
             )
+        async with self._pool.acquire() as conn:  # usually unchanged: one read, no lock
+            row = await conn.fetchrow(_LEVERAGE_NOW, self.account_id, symbol)
+        assert row is not None
+        if row["account_exists"] and (row["leverage"] or DEFAULT_LEVERAGE) == leverage:
+            return
         async with self._writing() as (conn, now):
             book, _ = await self._load_book(conn)
             await self._mark(book)

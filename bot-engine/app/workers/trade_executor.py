@@ -582,6 +582,9 @@ class SignalExecutor:
         """Bring trades and the position of (user, exchange, symbol) in line with the exchange.
 
         `conn` must hold the key's lock (`key_lock`); the changes commit together."""
+        # The position first: an order that fills after it was read is recorded now and its
+        # position closed by the next sync, never closed without the fill that closed it.
+        live = await adapter.get_position(symbol)
         open_trades = await conn.fetch(_OPEN_TRADES, user_id, exchange, symbol)
         recorded: list[tuple[Any, ...]] = []
         never_sent: list[tuple[str, str]] = []
@@ -596,7 +599,6 @@ class SignalExecutor:
             elif trade["status"] == "pending":
                 # never reached the exchange (the process died before sending)
                 never_sent.append((user_id, trade["client_order_id"]))
-        live = await adapter.get_position(symbol)
         async with conn.transaction():
             if recorded:
                 await conn.executemany(_RECORD_ORDER, recorded)
