@@ -91,13 +91,16 @@ class Outcome:
     risk_details: dict[str, Any] | None = None
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Job:
-    """One signal being executed: its row, the connection holding its key's lock, the exchange."""
+    """One signal being executed: its row, the connection holding its key's lock, the exchange;
+    `touched` once an order of the signal is on the exchange (placed now or by an earlier
+    attempt) or one was canceled, i.e. once the database may differ from the exchange."""
 
     conn: Connection
     signal: QueuedSignal
     adapter: ExchangeAdapter
+    touched: bool = False
 
 
 # --------------------------------------------------------------------------- statements
@@ -316,14 +319,15 @@ class SignalExecutor:
         job = _Job(conn, signal, adapter)
         try:
             if signal.signal_type.endswith("_exit"):
-                outcome = await self._exit(job)
-            else:
-                outcome = await self._entry(job)
-            await self.sync(conn, adapter, signal.user_id, signal.exchange, signal.symbol,
-                            signal=signal)  # fmt: skip
-            return outcome
+                return await self._exit(job)
+            return await self._entry(job)
         finally:
-            await adapter.close()
+            try:
+                if job.touched:  # also when a later leg failed: record what did happen
+                    await self.sync(conn, adapter, signal.user_id, signal.exchange,
+                                    signal.symbol, signal=signal)  # fmt: skip
+            finally:
+                await adapter.close()
 
     # ------------------------------------------------------------------ exits
     async def _exit(self, job: _Job) -> Outcome:
@@ -331,11 +335,17 @@ class SignalExecutor:
         side = "long" if signal.signal_type == "long_exit" else "short"
         symbol = signal.symbol
         done = await adapter.get_order(symbol, client_order_id=client_order_id(signal.id, CLOSE))
+        job.touched = done is not None
         if done is None:
             position = await adapter.get_position(symbol)
             if position is None or position.side != side:
+                # If the database still shows one (its closing fill not reconciled yet), sync.
+                job.touched = (
+                    await job.conn.fetchrow(_OPEN_POSITION, signal.user_id, signal.exchange, symbol)
+                    is not None
+                )
                 return Outcome("skipped", f"no open {side} position on {symbol} to exit")
-            await self._cancel_protection(adapter, symbol)
+            await self._cancel_protection(job)
             done = await self._place(
                 job,
                 CLOSE,
@@ -351,6 +361,7 @@ class SignalExecutor:
         side = "long" if signal.signal_type == "long_entry" else "short"
         symbol = signal.symbol
         entry = await adapter.get_order(symbol, client_order_id=client_order_id(signal.id, ENTRY))
+        job.touched = entry is not None
         if entry is None:
             # Read once: the key lock keeps it unchanged until this signal is done.
             position = await adapter.get_position(symbol)
@@ -359,7 +370,7 @@ class SignalExecutor:
                 return decided
             quantity, leverage, risk = decided
             if position is not None and position.side != side:  # flip: close the other side
-                await self._cancel_protection(adapter, symbol)
+                await self._cancel_protection(job)
                 await self._place(
                     job,
                     CLOSE,
@@ -416,7 +427,7 @@ class SignalExecutor:
                     order_type=order_type, stop_price=trigger,
                 )  # fmt: skip
             except OrderRejected as exc:
-                await self._cancel_protection(adapter, signal.symbol)
+                await self._cancel_protection(job)
                 close = await self._place(
                     job, UNPROTECTED_CLOSE, exit_side, filled, reduce_only=True
                 )
@@ -542,6 +553,7 @@ class SignalExecutor:
             signal.id,
             signal.strategy_id,
         )
+        job.touched = True  # even if the call fails: the order may have reached the exchange
         order = await job.adapter.create_order(
             OrderRequest(
                 symbol=signal.symbol,
@@ -562,11 +574,13 @@ class SignalExecutor:
         )  # fmt: skip
         return order
 
-    async def _cancel_protection(self, adapter: ExchangeAdapter, symbol: str) -> None:
-        """Cancel the resting reduce-only orders (stop loss, take profit) on `symbol`."""
-        for order in await adapter.get_open_orders(symbol):
+    async def _cancel_protection(self, job: _Job) -> None:
+        """Cancel the resting reduce-only orders (stop loss, take profit) on the symbol."""
+        symbol = job.signal.symbol
+        for order in await job.adapter.get_open_orders(symbol):
             if order.reduce_only:
-                await adapter.cancel_order(symbol, order_id=order.order_id)
+                job.touched = True
+                await job.adapter.cancel_order(symbol, order_id=order.order_id)
 
     # ------------------------------------------------------------------ reconciliation
     async def sync(

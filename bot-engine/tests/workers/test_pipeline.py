@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from decimal import Decimal
 
+from app.exchanges.base import OrderRequest, OrderSide, OrderType
 from app.workers.pipeline import trigger_round
 from tests.support.pipeline import SLIPPAGE, Harness
 
@@ -88,6 +89,32 @@ async def test_exit_with_nothing_open_is_skipped(harness: Harness) -> None:
     signal = await harness.settled(response.json()["signal_id"], auth)
     assert signal["status"] == "skipped"
     assert "no open short position on ETHUSDT" in signal["status_reason"]
+
+
+async def test_a_skipped_exit_reconciles_a_position_closed_behind_its_back(
+    harness: Harness,
+) -> None:
+    trader = await harness.account()
+    entry = (await harness.alert(trader.token, **LONG)).json()
+    assert (await harness.settled(entry["signal_id"], trader.auth))["status"] == "executed"
+    # The position is closed on the exchange without the engine reconciling it (as when a
+    # worker dies between a stop's fill and its sync).
+    paper = harness.pipeline.adapters.paper(trader.user.id)
+    for order in await paper.get_open_orders("BTCUSDT"):
+        await paper.cancel_order("BTCUSDT", order_id=order.order_id)
+    await paper.create_order(
+        OrderRequest(symbol="BTCUSDT", side=OrderSide.SELL, type=OrderType.MARKET,
+                     quantity=Decimal("0.015"), client_order_id="manual-close",
+                     reduce_only=True)
+    )  # fmt: skip
+    assert len(await harness.positions(trader.auth, "open")) == 1
+
+    exit_ = (await harness.alert(trader.token, action="long_exit", symbol="BTCUSDT")).json()
+    signal = await harness.settled(exit_["signal_id"], trader.auth)
+    assert signal["status"] == "skipped"
+    assert await harness.positions(trader.auth, "open") == []
+    (closed,) = await harness.positions(trader.auth, "closed")
+    assert closed["closed_at"] is not None
 
 
 async def test_missing_stop_loss_is_rejected_when_required(harness: Harness) -> None:
