@@ -228,6 +228,8 @@ WITH wallet AS (
         avg_fill_price numeric, fee numeric, realized_pnl numeric
     )
     WHERE o.id = r.id AND o.account_id = $1
+      -- by primary key: joined to the recordset alone, the planner scans the whole table
+      AND o.id = ANY (ARRAY(SELECT (e ->> 'id')::uuid FROM jsonb_array_elements($6::jsonb) e))
 ), leverage AS (
     INSERT INTO paper_leverage (account_id, symbol, leverage)
     SELECT $1, symbol, leverage FROM jsonb_to_recordset($7::jsonb) AS r(symbol text, leverage int)
