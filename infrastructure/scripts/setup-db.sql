@@ -559,6 +559,7 @@ CREATE TABLE IF NOT EXISTS paper_accounts (
     wallet_balance NUMERIC(20, 8) NOT NULL,
     created_at TIMESTAMP WITH TIME ZONE DEFAULT now() NOT NULL,
     updated_at TIMESTAMP WITH TIME ZONE DEFAULT now() NOT NULL,
+    version BIGINT DEFAULT 0 NOT NULL,
     CONSTRAINT pk_paper_accounts PRIMARY KEY (account_id)
 );
 

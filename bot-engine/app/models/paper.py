@@ -12,7 +12,15 @@ import uuid
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, String, UniqueConstraint, text
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    String,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import (
@@ -49,6 +57,8 @@ class PaperAccount(Base):
     wallet_balance: Mapped[Decimal] = mapped_column(nullable=False)
     created_at: Mapped[datetime] = created_at_column()
     updated_at: Mapped[datetime] = updated_at_column()
+    # Bumped by every write: a writer saves only if nobody wrote since it read the account.
+    version: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default=text("0"))
 
 
 class PaperOrder(Base):
