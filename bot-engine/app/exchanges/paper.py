@@ -34,12 +34,17 @@ database's NUMERIC(20, 8)); fill prices are on the market's tick.
 
 Storage is plain SQL on the asyncpg pool, in as few round trips as the guarantees allow:
 - A call that changes the account (`create_order`, `cancel_order`, `set_leverage`,
-  `process_price`) is one transaction on one connection. It first locks the account row
-  (`FOR UPDATE`, creating the account on first use), so concurrent writers of one account
-  are serialised and the books always balance: wallet = starting balance + sum(realised
-  PnL) - sum(fees). It then reads the book with one more statement (not in the locking one:
-  a statement's snapshot is taken before it waits for the lock, so it could miss what the
-  previous holder committed), and writes back only the rows that changed, in one statement.
+  `process_price`) is optimistic and takes no lock: it reads the whole book in one statement,
+  with the account's `version`, computes the change in Python, and writes back only the rows
+  that changed in one autocommitted statement. That statement first bumps the version, and
+  only if it is still the one read; every other part of it applies only if the bump did. As
+  every write bumps the version, of two writers that read the same book exactly one applies
+  (the other's bump waits for the first to commit, then matches nothing); the loser reads the
+  new book and computes again, a bounded number of times. So concurrent writers of one
+  account are serialised and the books always balance: wallet = starting balance + sum(realised
+  PnL) - sum(fees). A call that changes nothing (a replayed client order id, a price that
+  triggers nothing, the leverage already set) is that one read; the first write of an account
+  creates it, with the starting balance, and reads again.
 - A read is a single statement outside any transaction: it sees one snapshot, and writers
   commit a whole book at once, so it needs no lock. Reads never write: an account that
   does not exist yet reads as a fresh one holding the starting balance.
@@ -47,13 +52,15 @@ Storage is plain SQL on the asyncpg pool, in as few round trips as the guarantee
 
 from __future__ import annotations
 
+import asyncio
+import random
 import re
 import uuid
-from collections.abc import AsyncIterator, Iterable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from decimal import Decimal
+from typing import TypeVar
 
 import asyncpg
 
@@ -88,6 +95,11 @@ _CLIENT_ORDER_ID = re.compile(r"^[.A-Z:/a-z0-9_-]{1,36}$")
 _UNIQUE_CLIENT_ID = "uq_paper_orders_account_id_client_order_id"
 _TRIGGER_TYPES = (OrderType.STOP_MARKET, OrderType.TAKE_PROFIT_MARKET)
 _WORKING = frozenset(PAPER_WORKING_STATUSES)
+# Reads and saves a write makes before giving up: a save loses only to another writer of the
+# account that saved after the read, so each loss means some writer got through.
+_WRITE_ATTEMPTS = 20
+
+_T = TypeVar("_T")
 
 
 def _money(value: Decimal) -> Decimal:
@@ -157,19 +169,19 @@ _POSITION_FIELDS = tuple(f.name for f in fields(_PositionRow))
 _IS_WORKING = in_values("status", PAPER_WORKING_STATUSES)
 _ORDER_COLUMNS = ", ".join(_ORDER_FIELDS)
 
-# The account's lock, held to the end of the transaction, and the transaction's timestamp,
-# which is what `now()` defaults and the `updated_at` triggers write.
-_LOCK = "SELECT now() FROM paper_accounts WHERE account_id = $1 FOR UPDATE"
+# The first write of an account creates it (at version 0); the writer then reads it again.
 _CREATE = """
 INSERT INTO paper_accounts (account_id, wallet_balance) VALUES ($1, $2)
 ON CONFLICT (account_id) DO NOTHING
-RETURNING now()
 """
-# The whole book in one row (`wallet` is NULL while the account does not exist), plus the
-# order that already has the client id $2, if any.
+# The whole book in one row, as of one snapshot: the account's version and wallet (both NULL
+# while the account does not exist), the statement's timestamp (what a writer stamps the
+# orders it writes with), and the order that has the client id $2 or the id $3, if any.
 _BOOK = f"""
 SELECT
-    (SELECT wallet_balance FROM paper_accounts WHERE account_id = $1) AS wallet,
+    now() AS now,
+    a.version,
+    a.wallet_balance AS wallet,
     ARRAY(SELECT p FROM paper_positions p WHERE p.account_id = $1) AS positions,
     ARRAY(
         SELECT o FROM paper_orders o WHERE o.account_id = $1 AND o.{_IS_WORKING}
@@ -179,24 +191,38 @@ SELECT
         SELECT jsonb_object_agg(symbol, leverage) FROM paper_leverage WHERE account_id = $1
     ) AS leverage,
     (
-        SELECT o FROM paper_orders o WHERE o.account_id = $1 AND o.client_order_id = $2
+        SELECT o FROM paper_orders o
+        WHERE o.account_id = $1 AND (o.client_order_id = $2 OR o.id = $3::uuid)
     ) AS existing
+FROM (VALUES (1)) AS one
+LEFT JOIN paper_accounts a ON a.account_id = $1
 """  # noqa: S608 - composed of constants only
-# Every change a writer makes, in one statement: $2 the new wallet (NULL: unchanged), $3 the
-# symbols of closed positions, $4 positions opened or changed, $5 new orders, $6 changed
-# orders, $7 leverage settings. The parts touch disjoint rows, as one statement must.
+# Every change a writer makes, in one autocommitted statement: $2 the version it read, $3 the
+# new wallet (NULL: unchanged), $4 the symbols of closed positions, $5 positions opened or
+# changed, $6 new orders, $7 changed orders, $8 leverage settings. `bump` moves the account
+# to the next version only if it is still at $2 (under READ COMMITTED, a bump racing another
+# waits for it to commit, then re-checks the new row and matches nothing); every other part
+# applies only if it did, and it runs first, as they all wait for its result. The parts touch
+# disjoint rows, as one statement must. `applied` says whether the write happened;
+# `updated_at` is the changed orders' `updated_at` as stored: one value, as the statement
+# writes it to all of them (their trigger sets it to the statement's now()).
 _SAVE = """
-WITH wallet AS (
-    UPDATE paper_accounts SET wallet_balance = $2
-    WHERE account_id = $1 AND $2::numeric IS NOT NULL
+WITH bump AS (
+    UPDATE paper_accounts SET
+        version = version + 1,
+        wallet_balance = coalesce($3::numeric, wallet_balance)
+    WHERE account_id = $1 AND version = $2
+    RETURNING version
 ), closed AS (
-    DELETE FROM paper_positions WHERE account_id = $1 AND symbol = ANY($3::text[])
+    DELETE FROM paper_positions
+    WHERE account_id = $1 AND symbol = ANY($4::text[]) AND EXISTS (SELECT 1 FROM bump)
 ), positions AS (
     INSERT INTO paper_positions (account_id, symbol, side, quantity, entry_price, leverage)
     SELECT $1, symbol, side, quantity, entry_price, leverage
-    FROM jsonb_to_recordset($4::jsonb) AS r(
+    FROM jsonb_to_recordset($5::jsonb) AS r(
         symbol text, side text, quantity numeric, entry_price numeric, leverage int
     )
+    WHERE EXISTS (SELECT 1 FROM bump)
     ON CONFLICT (account_id, symbol) DO UPDATE SET
         side = excluded.side,
         quantity = excluded.quantity,
@@ -205,16 +231,20 @@ WITH wallet AS (
 ), placed AS (
     INSERT INTO paper_orders (
         id, account_id, client_order_id, symbol, side, type, status, quantity,
-        filled_quantity, avg_fill_price, price, stop_price, reduce_only, fee, realized_pnl
+        filled_quantity, avg_fill_price, price, stop_price, reduce_only, fee, realized_pnl,
+        created_at, updated_at
     )
     SELECT
         id, $1, client_order_id, symbol, side, type, status, quantity,
-        filled_quantity, avg_fill_price, price, stop_price, reduce_only, fee, realized_pnl
-    FROM jsonb_to_recordset($5::jsonb) AS r(
+        filled_quantity, avg_fill_price, price, stop_price, reduce_only, fee, realized_pnl,
+        created_at, updated_at
+    FROM jsonb_to_recordset($6::jsonb) AS r(
         id uuid, client_order_id text, symbol text, side text, type text, status text,
         quantity numeric, filled_quantity numeric, avg_fill_price numeric, price numeric,
-        stop_price numeric, reduce_only boolean, fee numeric, realized_pnl numeric
+        stop_price numeric, reduce_only boolean, fee numeric, realized_pnl numeric,
+        created_at timestamptz, updated_at timestamptz
     )
+    WHERE EXISTS (SELECT 1 FROM bump)
 ), changed AS (
     UPDATE paper_orders o SET
         status = r.status,
@@ -222,20 +252,26 @@ WITH wallet AS (
         filled_quantity = r.filled_quantity,
         avg_fill_price = r.avg_fill_price,
         fee = r.fee,
-        realized_pnl = r.realized_pnl
-    FROM jsonb_to_recordset($6::jsonb) AS r(
+        realized_pnl = r.realized_pnl,
+        updated_at = r.updated_at
+    FROM jsonb_to_recordset($7::jsonb) AS r(
         id uuid, status text, quantity numeric, filled_quantity numeric,
-        avg_fill_price numeric, fee numeric, realized_pnl numeric
+        avg_fill_price numeric, fee numeric, realized_pnl numeric, updated_at timestamptz
     )
     WHERE o.id = r.id AND o.account_id = $1
       -- by primary key: joined to the recordset alone, the planner scans the whole table
-      AND o.id = ANY (ARRAY(SELECT (e ->> 'id')::uuid FROM jsonb_array_elements($6::jsonb) e))
+      AND o.id = ANY (ARRAY(SELECT (e ->> 'id')::uuid FROM jsonb_array_elements($7::jsonb) e))
+      AND EXISTS (SELECT 1 FROM bump)
+    RETURNING o.updated_at
 ), leverage AS (
     INSERT INTO paper_leverage (account_id, symbol, leverage)
-    SELECT $1, symbol, leverage FROM jsonb_to_recordset($7::jsonb) AS r(symbol text, leverage int)
+    SELECT $1, symbol, leverage FROM jsonb_to_recordset($8::jsonb) AS r(symbol text, leverage int)
+    WHERE EXISTS (SELECT 1 FROM bump)
     ON CONFLICT (account_id, symbol) DO UPDATE SET leverage = excluded.leverage
 )
 SELECT
+    EXISTS (SELECT 1 FROM bump) AS applied,
+    (SELECT max(updated_at) FROM changed) AS updated_at
 """
 _ORDER_BY_ID = f"""
 SELECT {_ORDER_COLUMNS} FROM paper_orders WHERE account_id = $1 AND id = $2
@@ -251,12 +287,7 @@ _WORKING_PAIRS = f"""
 SELECT DISTINCT account_id, symbol FROM paper_orders WHERE {_IS_WORKING}
 ORDER BY account_id, symbol
 """  # noqa: S608 - composed of constants only
-_CANCEL = "UPDATE paper_orders SET status = $2 WHERE id = $1"
 _WALLET = "SELECT wallet_balance FROM paper_accounts WHERE account_id = $1"
-_LEVERAGE_NOW = """
-    SELECT EXISTS (SELECT 1 FROM paper_accounts WHERE account_id = $1) AS account_exists,
-        (SELECT leverage FROM paper_leverage WHERE account_id = $1 AND symbol = $2) AS leverage
-"""
 
 
 # --------------------------------------------------------------------------- position math
@@ -352,13 +383,16 @@ def _to_order(row: _OrderRow) -> Order:
 
 @dataclass
 class _Book:
-    """One account's state, and the changes made to it since it was loaded (`save` writes
-    them back). Writers load it inside a transaction that holds the account's lock."""
+    """One account's state as read at one moment, and the changes made to it since (`save`
+    writes them back, if nobody wrote the account in between)."""
 
+    version: int | None  # None while the account does not exist
+    now: datetime  # when it was read: the timestamp of the orders a writer writes
     wallet: Decimal
     positions: dict[str, _PositionRow]
     working: list[_OrderRow]  # orders still working when loaded, oldest first
     leverage: dict[str, int]
+    existing: _OrderRow | None = None  # the order looked up by client id or id, if any
     marks: dict[str, Decimal] = field(default_factory=dict)
     placed: list[_OrderRow] = field(default_factory=list)  # new orders, to insert
     # The state as loaded, to find what changed.
@@ -377,11 +411,15 @@ class _Book:
     def from_record(cls, record: asyncpg.Record, starting_balance: Decimal) -> _Book:
         """The book in a `_BOOK` row; a fresh one when the account does not exist yet."""
         wallet = record["wallet"]
+        existing = record["existing"]
         return cls(
+            version=record["version"],
+            now=record["now"],
             wallet=starting_balance if wallet is None else wallet,
             positions={p["symbol"]: _PositionRow.from_record(p) for p in record["positions"]},
             working=[_OrderRow.from_record(o) for o in record["working"]],
             leverage=record["leverage"] or {},
+            existing=None if existing is None else _OrderRow.from_record(existing),
         )
 
     def net(self, symbol: str) -> _Net | None:
@@ -444,9 +482,9 @@ class _Book:
             row.side, row.quantity = net.side, abs(net.size)
             row.entry_price, row.leverage = net.entry, net.leverage
 
-    async def save(self, conn: Connection, account_id: str, now: datetime) -> None:
-        """Write what changed since the book was loaded, in one statement (none when
-        nothing did). Changed orders get `updated_at` = `now`, as the trigger sets it."""
+    def changes(self) -> _Changes | None:
+        """What changed since the book was read; None when nothing did. Orders placed or
+        changed are stamped with the time the book was read."""
         changed = [row for row in self.working if row != self._loaded_orders[row.id]]
         closed = [symbol for symbol in self._loaded_positions if symbol not in self.positions]
         positions = [
@@ -461,12 +499,49 @@ class _Book:
         ]
         wallet = None if self.wallet == self._loaded_wallet else self.wallet
         if not (changed or closed or positions or leverage or self.placed) and wallet is None:
-            return
+            return None
         for row in changed:
-            row.updated_at = now
-        await conn.execute(
-            _SAVE, account_id, wallet, closed, positions, self.placed, changed, leverage
+            row.updated_at = self.now
+        return _Changes(wallet, closed, positions, list(self.placed), changed, leverage)
+
+    async def save(self, conn: Connection, account_id: str, changes: _Changes) -> bool:
+        """Write `changes` in one autocommitted statement if the account is still at the
+        version read, moving it to the next; whether it was. The changed orders get
+        `updated_at` as stored (the table's trigger sets it to the statement's now())."""
+        assert self.version is not None  # the account exists
+        record = await conn.fetchrow(
+            _SAVE,
+            account_id,
+            self.version,
+            changes.wallet,
+            changes.closed,
+            changes.positions,
+            changes.placed,
+            changes.changed,
+            changes.leverage,
         )
+        assert record is not None  # the statement always returns its one row
+        if not record["applied"]:
+            return False
+        for row in changes.changed:
+            row.updated_at = record["updated_at"]
+        return True
+
+
+# What `process_price` did to the orders it looked at: filled, canceled, rejected.
+_Triggered = tuple[list[_OrderRow], list[_OrderRow], list[_OrderRow]]
+
+
+@dataclass(frozen=True)
+class _Changes:
+    """What a writer changed in a book: the rows `_SAVE` writes."""
+
+    wallet: Decimal | None  # None: unchanged
+    closed: list[str]  # symbols of positions closed
+    positions: list[_PositionRow]  # opened or changed
+    placed: list[_OrderRow]
+    changed: list[_OrderRow]
+    leverage: list[dict[str, object]]
 
 
 class PaperExchange(ExchangeAdapter):
@@ -525,8 +600,9 @@ class PaperExchange(ExchangeAdapter):
         try:
             order, canceled = await self._place(req, market)
         except asyncpg.UniqueViolationError as exc:
-            # Two placements with one client id raced past the lock (cannot happen while
-            # every writer locks the account first); the unique constraint decided.
+            # Two placements with one client id both saved (cannot happen while every writer
+            # goes through the version check: the second one's save applies nothing, and it
+            # reads the first one's order and replays it); the unique constraint decided.
             if exc.constraint_name != _UNIQUE_CLIENT_ID:
                 raise
             existing = await self._order_by_client_id(req.client_order_id)
@@ -541,15 +617,29 @@ class PaperExchange(ExchangeAdapter):
     ) -> Order:
         self._market(symbol)
         _one_id(order_id, client_order_id)
-        async with self._writing() as (conn, now):
-            row = await self._find_order(conn, symbol, order_id, client_order_id)
-            if row is None:
-                which = f"id {order_id}" if order_id else f"client id {client_order_id}"
-                raise OrderNotFound(f"no {symbol} order with {which} on this paper account")
-            if row.status in _WORKING:
-                await conn.execute(_CANCEL, row.id, OrderStatus.CANCELED.value)
-                row.status, row.updated_at = OrderStatus.CANCELED.value, now
-                log.info("paper_order_canceled", account_id=self.account_id, order_id=str(row.id))
+        which = f"id {order_id}" if order_id else f"client id {client_order_id}"
+        not_found = f"no {symbol} order with {which} on this paper account"
+        id_: uuid.UUID | None = None
+        if order_id is not None:
+            try:
+                id_ = uuid.UUID(order_id)
+            except ValueError:
+                raise OrderNotFound(not_found) from None  # not an id this exchange issued
+
+        async def cancel(book: _Book) -> tuple[_OrderRow, bool]:
+            row = book.existing
+            if row is None or row.symbol != symbol:
+                raise OrderNotFound(not_found)
+            if row.status not in _WORKING:
+                return row, False
+            # Read in the same snapshot as the book: the working order is in it.
+            [working] = [r for r in book.working if r.id == row.id]
+            working.status = OrderStatus.CANCELED.value
+            return working, True
+
+        row, canceled = await self._write(cancel, client_order_id=client_order_id, order_id=id_)
+        if canceled:
+            log.info("paper_order_canceled", account_id=self.account_id, order_id=str(row.id))
         return _to_order(row)
 
     async def get_order(
@@ -575,11 +665,11 @@ class PaperExchange(ExchangeAdapter):
         market = self._market(symbol)
         if not isinstance(price, Decimal) or not price.is_finite() or price <= 0:
             raise ValueError(f"price must be a positive Decimal, got {price!r}")
-        filled: list[_OrderRow] = []
-        canceled: list[_OrderRow] = []
-        rejected: list[_OrderRow] = []
-        async with self._writing() as (conn, now):
-            book, _ = await self._load_book(conn)
+
+        async def trigger(book: _Book) -> _Triggered:
+            filled: list[_OrderRow] = []
+            canceled: list[_OrderRow] = []
+            rejected: list[_OrderRow] = []
             await self._mark(book, (symbol,), known={symbol: price})
             for row in [r for r in book.working if r.symbol == symbol]:
                 if row.status not in _WORKING or not _triggered(row, price):
@@ -606,7 +696,9 @@ class PaperExchange(ExchangeAdapter):
                     continue
                 filled.append(row)
                 canceled.extend(self._cancel_orphans(book, symbol))
-            await book.save(conn, self.account_id, now)
+            return filled, canceled, rejected
+
+        filled, canceled, rejected = await self._write(trigger)
         orders = [_to_order(r) for r in filled]
         for order in orders:
             self._log_order(order, [])
@@ -662,13 +754,10 @@ class PaperExchange(ExchangeAdapter):
                 f" choose 1 to {market.max_leverage}",
                 code="invalid_leverage",
             )
-        async with self._pool.acquire() as conn:  # usually unchanged: one read, no lock
-            row = await conn.fetchrow(_LEVERAGE_NOW, self.account_id, symbol)
-        assert row is not None
-        if row["account_exists"] and (row["leverage"] or DEFAULT_LEVERAGE) == leverage:
-            return
-        async with self._writing() as (conn, now):
-            book, _ = await self._load_book(conn)
+
+        async def set_(book: _Book) -> None:
+            if book.version is not None and book.leverage_for(symbol) == leverage:
+                return  # usually unchanged: the one read
             await self._mark(book)
             previous = book.leverage_for(symbol)
             book.leverage[symbol] = leverage
@@ -685,7 +774,8 @@ class PaperExchange(ExchangeAdapter):
                     )
             if symbol in book.positions:
                 book.positions[symbol].leverage = leverage
-            await book.save(conn, self.account_id, now)
+
+        await self._write(set_)
 
     # ----------------------------------------------------------------------- internals
 
@@ -698,33 +788,54 @@ class PaperExchange(ExchangeAdapter):
             )
         return market
 
-    @asynccontextmanager
-    async def _writing(self) -> AsyncIterator[tuple[Connection, datetime]]:
-        """A transaction holding the account's row lock, the account created on first use;
-        yields its connection and the transaction's timestamp."""
-        async with self._pool.acquire() as conn, conn.transaction():
-            now: datetime | None = await conn.fetchval(_LOCK, self.account_id)
-            if now is None:  # a new account, unless another writer has just created it
-                now = await conn.fetchval(_CREATE, self.account_id, self._starting_balance)
-                if now is None:
-                    now = await conn.fetchval(_LOCK, self.account_id)
-            assert now is not None
-            yield conn, now
+    async def _write(
+        self,
+        change: Callable[[_Book], Awaitable[_T]],
+        *,
+        client_order_id: str | None = None,
+        order_id: uuid.UUID | None = None,
+    ) -> _T:
+        """Apply `change` to the account's book and save what it changed, optimistically:
+        read the book (one statement, no lock), let `change` compute on it (it may raise,
+        writing nothing), then save in one statement that applies only if nobody wrote the
+        account since the read. When somebody did, read and compute again. A change of
+        nothing writes nothing; the first write of an account creates it, then starts over.
+        Returns what the `change` that was saved (or changed nothing) returned."""
+        async with self._pool.acquire() as conn:
+            for attempt in range(_WRITE_ATTEMPTS):
+                if attempt > 1:  # lost twice: let the other writers through first
+                    await asyncio.sleep(random.uniform(0, 0.001 * attempt))  # noqa: S311
+                book = await self._load_book(conn, client_order_id, order_id)
+                result = await change(book)
+                changes = book.changes()
+                if changes is None:
+                    return result
+                if book.version is None:  # a new account, unless another writer just made it
+                    await conn.execute(_CREATE, self.account_id, self._starting_balance)
+                    continue
+                if await book.save(conn, self.account_id, changes):
+                    return result
+        raise RuntimeError(
+            f"paper account {self.account_id!r}: gave up writing after {_WRITE_ATTEMPTS}"
+            " attempts, other writers changed the account after each read of it"
+        )
 
     async def _load_book(
-        self, conn: Connection, client_order_id: str | None = None
-    ) -> tuple[_Book, _OrderRow | None]:
-        """The account's book (without marks), and the order with `client_order_id`."""
-        record = await conn.fetchrow(_BOOK, self.account_id, client_order_id)
+        self,
+        conn: Connection,
+        client_order_id: str | None = None,
+        order_id: uuid.UUID | None = None,
+    ) -> _Book:
+        """The account's book (without marks), with the order that has `client_order_id` or
+        `order_id` as `existing`."""
+        record = await conn.fetchrow(_BOOK, self.account_id, client_order_id, order_id)
         assert record is not None  # the query always returns its one row
-        existing = record["existing"]
-        book = _Book.from_record(record, self._starting_balance)
-        return book, None if existing is None else _OrderRow.from_record(existing)
+        return _Book.from_record(record, self._starting_balance)
 
     async def _read_book(self) -> _Book:
         """The book with every position's mark, read in one statement and without a lock."""
         async with self._pool.acquire() as conn:
-            book, _ = await self._load_book(conn)
+            book = await self._load_book(conn)
         await self._mark(book)
         return book
 
@@ -740,17 +851,11 @@ class PaperExchange(ExchangeAdapter):
             book.marks[symbol] = price if price is not None else await self._feed.price(symbol)
 
     async def _place(self, req: OrderRequest, market: MarketInfo) -> tuple[Order, list[_OrderRow]]:
-        """Create the order in one transaction; return it and the orders it canceled."""
-        async with self._writing() as (conn, now):
-            book, existing = await self._load_book(conn, req.client_order_id)
-            if existing is not None:
-                log.info(
-                    "paper_order_replayed",
-                    account_id=self.account_id,
-                    client_order_id=req.client_order_id,
-                    order_id=str(existing.id),
-                )
-                return _to_order(existing), []
+        """Create the order in one write; return it and the orders it canceled."""
+
+        async def place(book: _Book) -> tuple[_OrderRow, list[_OrderRow], bool]:
+            if book.existing is not None:
+                return book.existing, [], True
 
             await self._mark(book, (req.symbol,))
             mark = book.marks[req.symbol]
@@ -779,8 +884,8 @@ class PaperExchange(ExchangeAdapter):
                 reduce_only=req.reduce_only,
                 fee=Decimal(0),
                 realized_pnl=Decimal(0),
-                created_at=now,  # what the columns' now() defaults write
-                updated_at=now,
+                created_at=book.now,  # written as is
+                updated_at=book.now,
             )
             canceled: list[_OrderRow] = []
             if fill_price is not None:
@@ -789,7 +894,16 @@ class PaperExchange(ExchangeAdapter):
             else:
                 self._check_resting_margin(book, row)
             book.placed.append(row)
-            await book.save(conn, self.account_id, now)
+            return row, canceled, False
+
+        row, canceled, replayed = await self._write(place, client_order_id=req.client_order_id)
+        if replayed:
+            log.info(
+                "paper_order_replayed",
+                account_id=self.account_id,
+                client_order_id=req.client_order_id,
+                order_id=str(row.id),
+            )
         return _to_order(row), canceled
 
     def _immediate_fill_price(

@@ -149,25 +149,26 @@ _FAIL_HEAD = f"""
     FROM head WHERE s.id = head.id
     RETURNING s.id
 """  # noqa: S608 - composed of constants only
-_RISK_SETTINGS = "SELECT * FROM user_risk_settings WHERE user_id = $1"
 _DEFAULT_RISK_SETTINGS = """
-    INSERT INTO user_risk_settings (user_id) VALUES ($1)
-    ON CONFLICT (user_id) DO UPDATE SET user_id = EXCLUDED.user_id
-    RETURNING *
+    INSERT INTO user_risk_settings (user_id) VALUES ($1) ON CONFLICT (user_id) DO NOTHING
 """
-# Open positions on other symbols (a position this entry reverses is closed before the entry
-# opens; the exchange's own view of the signal's symbol is added by the caller), and today's
-# (UTC) opening trades and realised PnL.
+# Everything the risk checks need from the database, in one row (none until the user has risk
+# settings): the settings; open positions on other symbols (a position this entry reverses is
+# closed before the entry opens; the exchange's own view of the signal's symbol is added by the
+# caller); today's (UTC) opening trades and realised PnL.
 _RISK_INPUTS = """
-    SELECT symbol, side, quantity, entry_price, NULL::bigint AS trades, NULL::numeric AS pnl
-    FROM real_positions
-    WHERE user_id = $1 AND exchange = $2 AND status = 'open' AND symbol <> $3
-    UNION ALL
-    SELECT NULL, NULL, NULL, NULL,
+    SELECT s.*,
+        ARRAY(
+            SELECT ROW(symbol, side, quantity, entry_price) FROM real_positions
+            WHERE user_id = $1 AND exchange = $2 AND status = 'open' AND symbol <> $3
+        ) AS open_positions,
         (SELECT count(*) FROM real_trades
-         WHERE user_id = $1 AND NOT reduce_only AND created_at >= date_trunc('day', now(), 'UTC')),
+         WHERE user_id = $1 AND NOT reduce_only AND created_at >= date_trunc('day', now(), 'UTC')
+        ) AS trades_today,
         (SELECT coalesce(sum(realized_pnl), 0) FROM real_trades
-         WHERE user_id = $1 AND executed_at >= date_trunc('day', now(), 'UTC'))
+         WHERE user_id = $1 AND executed_at >= date_trunc('day', now(), 'UTC')
+        ) AS realized_today
+    FROM user_risk_settings s WHERE s.user_id = $1
 """
 _TRADE_INTENT = """
     INSERT INTO real_trades (user_id, exchange, symbol, side, order_type, reduce_only, quantity,
@@ -443,12 +444,13 @@ class SignalExecutor:
         """Size the entry and run the risk checks: (quantity, leverage, risk) or a refusal."""
         signal, adapter = job.signal, job.adapter
         symbol = signal.symbol
-        limits_row = await job.conn.fetchrow(_RISK_SETTINGS, signal.user_id)
-        if limits_row is None:
-            limits_row = await job.conn.fetchrow(_DEFAULT_RISK_SETTINGS, signal.user_id)
-            assert limits_row is not None
-        limits = RiskLimits(**{f.name: limits_row[f.name] for f in fields(RiskLimits)})
-        context = await self._risk_context(job, position)
+        inputs = await job.conn.fetchrow(_RISK_INPUTS, signal.user_id, signal.exchange, symbol)
+        if inputs is None:  # a user who never saved risk settings gets the defaults
+            await job.conn.execute(_DEFAULT_RISK_SETTINGS, signal.user_id)
+            inputs = await job.conn.fetchrow(_RISK_INPUTS, signal.user_id, signal.exchange, symbol)
+            assert inputs is not None
+        limits = RiskLimits(**{f.name: inputs[f.name] for f in fields(RiskLimits)})
+        context = await self._risk_context(job, inputs, position)
         market = await adapter.market(symbol)
         # Size from the market price now, not the alert's (which may be a bar close ago).
         price = await adapter.get_ticker_price(symbol)
@@ -501,16 +503,12 @@ class SignalExecutor:
             Outcome("executed", risk_passed=True, risk_details=details),
         )
 
-    async def _risk_context(self, job: _Job, same_symbol: Position | None) -> RiskContext:
+    async def _risk_context(
+        self, job: _Job, inputs: asyncpg.Record, same_symbol: Position | None
+    ) -> RiskContext:
         """Risk inputs; `same_symbol` is the exchange's position on the signal's symbol."""
         signal = job.signal
-        rows = await job.conn.fetch(_RISK_INPUTS, signal.user_id, signal.exchange, signal.symbol)
-        open_positions = [
-            OpenPosition(r["symbol"], r["side"], r["quantity"], r["entry_price"])
-            for r in rows
-            if r["symbol"] is not None
-        ]
-        totals = rows[-1]  # the UNION's last row
+        open_positions = [OpenPosition(*row) for row in inputs["open_positions"]]
         wanted = "long" if signal.signal_type == "long_entry" else "short"
         if same_symbol is not None and same_symbol.side == wanted:
             open_positions.append(
@@ -520,8 +518,8 @@ class SignalExecutor:
         return RiskContext(
             equity=await job.adapter.get_equity(),
             open_positions=tuple(open_positions),
-            trades_today=int(totals["trades"] or 0),
-            realized_pnl_today=Decimal(totals["pnl"] or 0),
+            trades_today=int(inputs["trades_today"]),
+            realized_pnl_today=Decimal(inputs["realized_today"]),
         )
 
     # ------------------------------------------------------------------ orders

@@ -257,6 +257,19 @@ async def test_a_lower_position_size_limit_makes_the_next_position_smaller(
     assert Decimal(position["quantity"]) == Decimal("0.007")
 
 
+async def test_positions_open_on_other_symbols_count_against_the_limit(harness: Harness) -> None:
+    token, auth = await harness.trader()
+    response = await harness.client.put(URL, json={"max_open_positions": 1}, headers=auth)
+    assert response.status_code == 200, response.text
+    first = (await harness.alert(token, **LONG)).json()["signal_id"]
+    assert (await harness.settled(first, auth))["status"] == "executed"
+    eth = {"action": "long_entry", "symbol": "ETHUSDT", "price": "3500", "stop_loss": "3400"}
+    second = await harness.settled((await harness.alert(token, **eth)).json()["signal_id"], auth)
+    assert second["status"] == "rejected"
+    assert second["status_reason"] == "you already have 1 open position, your maximum is 1"
+    assert [p["symbol"] for p in await harness.positions(auth, "open")] == ["BTCUSDT"]
+
+
 REFUSALS: dict[str, tuple[dict[str, Any], dict[str, Any], str, str]] = {
     "no open positions allowed": (
         {"max_open_positions": 0},

@@ -750,6 +750,177 @@ async def test_reads_do_not_create_the_account(
     assert await fresh.get_wallet_balance() == D("2500.5")
 
 
+# --------------------------------------------------------------------------- racing writers
+
+
+async def account_version(sessionmaker: Sessionmaker, account_id: str) -> int | None:
+    async with sessionmaker() as session:
+        return await session.scalar(
+            select(PaperAccount.version).where(PaperAccount.account_id == account_id)
+        )
+
+
+class PausingFeed(ManualPriceFeed):
+    """A ManualPriceFeed that, once `pause()`d, holds every caller of `price` (a writer
+    between its read of the book and its save) until `resume()`; `waiting` is set as soon
+    as one is held."""
+
+    def __init__(self, prices: dict[str, Decimal]) -> None:
+        super().__init__(prices)
+        self.waiting = asyncio.Event()
+        self._go = asyncio.Event()
+        self._go.set()
+
+    def pause(self) -> None:
+        self.waiting.clear()
+        self._go.clear()
+
+    def resume(self) -> None:
+        self._go.set()
+
+    async def price(self, symbol: str) -> Decimal:
+        if not self._go.is_set():
+            self.waiting.set()
+            await self._go.wait()
+        return await super().price(symbol)
+
+
+# (symbol, price, quantity): ten markets, each order above its minimum notional.
+TEN_MARKETS = [
+    ("BTCUSDT", "65000", "0.002"),
+    ("ETHUSDT", "3500", "0.01"),
+    ("SOLUSDT", "150", "1"),
+    ("BNBUSDT", "600", "0.1"),
+    ("XRPUSDT", "0.6", "10"),
+    ("DOGEUSDT", "0.15", "100"),
+    ("ADAUSDT", "0.45", "100"),
+    ("AVAXUSDT", "35", "1"),
+    ("LINKUSDT", "15", "1"),
+    ("DOTUSDT", "7", "1"),
+]
+
+
+async def test_ten_writers_racing_on_a_new_account_each_apply_exactly_once(
+    pool: Pool, sessionmaker: Sessionmaker
+) -> None:
+    feed = ManualPriceFeed({symbol: D(price) for symbol, price, _ in TEN_MARKETS})
+    # Ten adapters, as ten workers would each build their own; the account does not exist yet,
+    # so they also race to create it.
+    exchanges = [PaperExchange(pool, "user-race", feed, starting_balance=START) for _ in range(10)]
+
+    orders = await asyncio.gather(
+        *(
+            e.create_order(request(BUY, quantity, symbol=symbol))
+            for e, (symbol, _, quantity) in zip(exchanges, TEN_MARKETS, strict=True)
+        )
+    )
+
+    assert {o.status for o in orders} == {OrderStatus.FILLED}
+    assert all(o.fee == fee(str(o.quantity), str(o.avg_fill_price)) for o in orders)
+    positions = await exchanges[0].get_positions()
+    assert {(p.symbol, p.side, p.quantity) for p in positions} == {
+        (symbol, "long", D(quantity)) for symbol, _, quantity in TEN_MARKETS
+    }
+    assert {p.symbol: p.entry_price for p in positions} == {
+        o.symbol: o.avg_fill_price for o in orders
+    }
+    # Every fee was taken once: no writer saved a book another had already changed.
+    assert await exchanges[0].get_wallet_balance() == START - sum(o.fee for o in orders)
+    await assert_books_balance(sessionmaker, "user-race")
+    assert await count(sessionmaker, PaperAccount) == 1
+    assert await count(sessionmaker, PaperOrder) == 10
+    assert await account_version(sessionmaker, "user-race") == 10  # one bump per write
+
+
+async def test_a_writer_that_lost_the_race_computes_again_on_the_new_book(
+    pool: Pool, exchange: PaperExchange, sessionmaker: Sessionmaker
+) -> None:
+    stop, take = await open_long_with_brackets(exchange)
+    version = await account_version(sessionmaker, "user-1")
+    paused = PausingFeed({"BTCUSDT": D("65000")})
+    closer = PaperExchange(pool, "user-1", paused, starting_balance=START)
+
+    # The closer reads the book (the long is there) and is held before it saves ...
+    paused.pause()
+    close = asyncio.create_task(closer.create_order(request(SELL, "0.1", reduce_only=True)))
+    await paused.waiting.wait()
+    # ... while the stop fills and closes the long.
+    filled = await exchange.process_price("BTCUSDT", D("62000"))
+    paused.resume()
+
+    # Its save found the account changed; on the new book there is nothing left to reduce.
+    with pytest.raises(OrderRejected, match="reduce-only order would open a position"):
+        await close
+    assert [o.order_id for o in filled] == [stop.order_id]
+    assert await exchange.get_position("BTCUSDT") is None
+    canceled = await exchange.get_order("BTCUSDT", order_id=take.order_id)
+    assert canceled is not None and canceled.status == OrderStatus.CANCELED
+    assert await count(sessionmaker, PaperOrder) == 3  # the entry and the two brackets
+    assert await account_version(sessionmaker, "user-1") == (version or 0) + 1
+    await assert_books_balance(sessionmaker, "user-1")
+
+
+async def test_concurrent_triggers_and_orders_on_one_account_apply_exactly_once(
+    pool: Pool, exchange: PaperExchange, feed: ManualPriceFeed, sessionmaker: Sessionmaker
+) -> None:
+    stop, take = await open_long_with_brackets(exchange)
+    version = await account_version(sessionmaker, "user-1")
+    # Two trigger workers see the same price while a signal worker places an order.
+    worker = PaperExchange(pool, "user-1", feed, starting_balance=START)
+
+    first, second, eth = await asyncio.gather(
+        exchange.process_price("BTCUSDT", D("62000")),
+        worker.process_price("BTCUSDT", D("62000")),
+        worker.create_order(request(BUY, "1", symbol="ETHUSDT")),
+    )
+
+    # The stop filled once, whichever worker got there first; the other found nothing to do.
+    assert sorted([[o.order_id for o in first], [o.order_id for o in second]]) == [
+        [],
+        [stop.order_id],
+    ]
+    [hit] = first or second
+    assert hit.avg_fill_price == D("61969")  # 62000 - 0.05 %, rounded down to the tick
+    assert hit.realized_pnl == (D("61969") - D("65032.5")) * D("0.1")
+    assert eth.status == OrderStatus.FILLED and eth.avg_fill_price == D("3501.75")
+    assert await exchange.get_position("BTCUSDT") is None
+    position = await exchange.get_position("ETHUSDT")
+    assert position is not None and position.quantity == D("1")
+    canceled = await exchange.get_order("BTCUSDT", order_id=take.order_id)
+    assert canceled is not None and canceled.status == OrderStatus.CANCELED
+    assert await exchange.get_order("BTCUSDT", order_id=stop.order_id) == hit
+    assert await count(sessionmaker, PaperOrder) == 4
+    # Two writes (the stop's fill, the ETH order); the trigger that found nothing wrote nothing.
+    assert await account_version(sessionmaker, "user-1") == (version or 0) + 2
+    await assert_books_balance(sessionmaker, "user-1")
+
+
+async def test_a_writer_that_always_loses_the_race_gives_up(
+    pool: Pool, feed: ManualPriceFeed, sessionmaker: Sessionmaker
+) -> None:
+    other = PaperExchange(pool, "user-1", feed, starting_balance=START)
+    await other.set_leverage("ETHUSDT", 2)
+    leverages = iter(range(3, 100))
+
+    class MeddlingFeed(ManualPriceFeed):
+        """Another writer changes the account between each read of the book and its save."""
+
+        async def price(self, symbol: str) -> Decimal:
+            await other.set_leverage("ETHUSDT", next(leverages))
+            return await super().price(symbol)
+
+    unlucky = PaperExchange(
+        pool, "user-1", MeddlingFeed({"BTCUSDT": D("65000")}), starting_balance=START
+    )
+
+    with pytest.raises(RuntimeError, match="'user-1': gave up writing after 20 attempts"):
+        await unlucky.create_order(request(BUY, "0.1"))
+
+    assert await count(sessionmaker, PaperOrder) == 0
+    assert await account_version(sessionmaker, "user-1") == 1 + 20
+    assert await other.get_wallet_balance() == START
+
+
 # --------------------------------------------------------------------------- round trips
 
 
@@ -773,8 +944,9 @@ async def logged(database_url: str, clean_state: None) -> AsyncIterator[tuple[Po
 
 
 async def test_round_trips_per_call(logged: tuple[Pool, list[str]], feed: ManualPriceFeed) -> None:
-    """A write is BEGIN, the account's lock, the book, one write of what changed, COMMIT; a
-    read is one statement, outside any transaction."""
+    """A write is one read of the book and one write of what changed, checked against the
+    version read, both outside any transaction; a write that changes nothing, and a read,
+    are one statement."""
     pool, statements = logged
     exchange = PaperExchange(pool, "user-1", feed, starting_balance=START)
 
@@ -786,23 +958,15 @@ async def test_round_trips_per_call(logged: tuple[Pool, list[str]], feed: Manual
         await asyncio.sleep(0)
         return list(statements)
 
-    write = ["BEGIN", "SELECT", "SELECT", "WITH", "COMMIT"]
-    no_change = ["BEGIN", "SELECT", "SELECT", "COMMIT"]
+    write = ["SELECT", "WITH"]
+    no_change = ["SELECT"]
     # The connection's first look at the book also looks up its row types: not counted.
     await exchange.get_positions()
 
-    # Setting leverage reads first; the first change creates the account (the lock finds no
-    # row to lock); setting what is already set is that one read.
-    assert await trips(exchange.set_leverage("BTCUSDT", 10)) == [
-        "SELECT",
-        "BEGIN",
-        "SELECT",
-        "INSERT",
-        "SELECT",
-        "WITH",
-        "COMMIT",
-    ]
-    assert await trips(exchange.set_leverage("BTCUSDT", 10)) == ["SELECT"]
+    # The first write of an account reads it, finds none, creates it and reads it again;
+    # setting what is already set is that one read.
+    assert await trips(exchange.set_leverage("BTCUSDT", 10)) == ["SELECT", "INSERT", *write]
+    assert await trips(exchange.set_leverage("BTCUSDT", 10)) == no_change
     market = request(BUY, "0.1", client_order_id="entry")
     assert await trips(exchange.create_order(market)) == write
     assert await trips(exchange.create_order(market)) == no_change  # a replay
@@ -812,13 +976,13 @@ async def test_round_trips_per_call(logged: tuple[Pool, list[str]], feed: Manual
     assert await trips(exchange.process_price("BTCUSDT", D("62000"))) == write  # the stop fills
     limit = request(BUY, "0.01", kind=OrderType.LIMIT, price="60000", client_order_id="limit")
     await exchange.create_order(limit)
-    assert await trips(exchange.cancel_order("BTCUSDT", client_order_id="limit")) == [
-        "BEGIN",
-        "SELECT",
-        "SELECT",
-        "UPDATE",
-        "COMMIT",
-    ]
+    assert await trips(exchange.cancel_order("BTCUSDT", client_order_id="limit")) == write
+    # Cancelling what is no longer open, or what does not exist, is the one read.
+    assert await trips(exchange.cancel_order("BTCUSDT", client_order_id="limit")) == no_change
+    with pytest.raises(OrderNotFound):
+        await trips(exchange.cancel_order("BTCUSDT", client_order_id="never"))
+    await asyncio.sleep(0)
+    assert statements == no_change
 
     reads: list[Callable[[], Awaitable[object]]] = [
         exchange.get_positions,
