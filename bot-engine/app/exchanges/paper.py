@@ -190,9 +190,11 @@ SELECT
     (
         SELECT jsonb_object_agg(symbol, leverage) FROM paper_leverage WHERE account_id = $1
     ) AS leverage,
-    (
-        SELECT o FROM paper_orders o
-        WHERE o.account_id = $1 AND (o.client_order_id = $2 OR o.id = $3::uuid)
+    -- Two lookups, each through its own unique index (an OR of the two conditions is
+    -- planned as one index scan over all of the account's orders).
+    coalesce(
+        (SELECT o FROM paper_orders o WHERE o.account_id = $1 AND o.client_order_id = $2),
+        (SELECT o FROM paper_orders o WHERE o.account_id = $1 AND o.id = $3::uuid)
     ) AS existing
 FROM (VALUES (1)) AS one
 LEFT JOIN paper_accounts a ON a.account_id = $1
