@@ -44,10 +44,27 @@ Storage is plain SQL on the asyncpg pool, in as few round trips as the guarantee
   account are serialised and the books always balance: wallet = starting balance + sum(realised
   PnL) - sum(fees). A call that changes nothing (a replayed client order id, a price that
   triggers nothing, the leverage already set) is that one read; the first write of an account
-  creates it, with the starting balance, and reads again.
+  creates it, with the starting balance, and reads again. The save stamps the orders it
+  writes with its own now(), so what a write returns is what a later read returns.
+- An instance keeps the latest book it knows: the one it saved (at the version the save
+  moved to), or the last one it read. Its next write computes on that book (with fresh mark
+  prices) and saves against its version, skipping the read; when the save does not apply
+  (another writer got in between), or the result is not a change (a replay, a price that
+  triggers nothing, the leverage already set, an error), the book is dropped and the write
+  reads and computes as above. So an outcome always comes from a book either just read or
+  confirmed current by the save's version check, and consecutive writes of one instance
+  (the signal executor's: leverage, entry, stop, take profit) cost one statement each. A
+  new order's client id is looked up among the known book's working orders only; if it is
+  an older order's, the save fails on the unique constraint, writing nothing, and the read
+  that follows finds that order and replays it. An instance is per signal, and the engine
+  runs one signal per key at a time, so the other writers of an account are executors of
+  other symbols and the trigger worker, which is why the known book is usually current.
 - A read is a single statement outside any transaction: it sees one snapshot, and writers
   commit a whole book at once, so it needs no lock. Reads never write: an account that
-  does not exist yet reads as a fresh one holding the starting balance.
+  does not exist yet reads as a fresh one holding the starting balance. A read may be up to
+  50 ms old when the same instance read the account that recently (the executor's
+  `get_position` then `get_equity`), never after the instance's own write: after a write,
+  it reads again, so it never returns a state older than the instance's own last write.
 """
 
 from __future__ import annotations
@@ -55,6 +72,7 @@ from __future__ import annotations
 import asyncio
 import random
 import re
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -98,6 +116,8 @@ _WORKING = frozenset(PAPER_WORKING_STATUSES)
 # Reads and saves a write makes before giving up: a save loses only to another writer of the
 # account that saved after the read, so each loss means some writer got through.
 _WRITE_ATTEMPTS = 20
+# How old a book this instance read may be when a read uses it again instead of reading.
+_READ_REUSE = 0.05  # seconds
 
 _T = TypeVar("_T")
 
@@ -159,6 +179,19 @@ class _PositionRow:
 
 
 _ORDER_FIELDS = tuple(f.name for f in fields(_OrderRow))
+_OrderOrPosition = TypeVar("_OrderOrPosition", _OrderRow, _PositionRow)
+
+
+def _stored(row: _OrderOrPosition) -> _OrderOrPosition:
+    """A copy of `row` with its amounts as the database stores them (NUMERIC(20, 8)), so
+    that a book a writer saved equals the book a read of it returns, to the exponent."""
+    copy = replace(row)
+    for f in fields(copy):
+        if isinstance(value := getattr(copy, f.name), Decimal):
+            setattr(copy, f.name, _money(value))
+    return copy
+
+
 _POSITION_FIELDS = tuple(f.name for f in fields(_PositionRow))
 
 # --------------------------------------------------------------------------- SQL
@@ -205,9 +238,11 @@ LEFT JOIN paper_accounts a ON a.account_id = $1
 # to the next version only if it is still at $2 (under READ COMMITTED, a bump racing another
 # waits for it to commit, then re-checks the new row and matches nothing); every other part
 # applies only if it did, and it runs first, as they all wait for its result. The parts touch
-# disjoint rows, as one statement must. `applied` says whether the write happened;
-# `updated_at` is the changed orders' `updated_at` as stored: one value, as the statement
-# writes it to all of them (their trigger sets it to the statement's now()).
+# disjoint rows, as one statement must, and the statement is atomic: if any part fails (a
+# new order's client id already taken: `_UNIQUE_CLIENT_ID`), nothing is written. `applied`
+# says whether the write happened; `now` is the statement's timestamp, which new orders get
+# as `created_at` and `updated_at`, and changed orders as `updated_at` (their trigger would
+# set the same). So what a writer returns is what a later read returns.
 _SAVE = """
 WITH bump AS (
     UPDATE paper_accounts SET
@@ -239,12 +274,11 @@ WITH bump AS (
     SELECT
         id, $1, client_order_id, symbol, side, type, status, quantity,
         filled_quantity, avg_fill_price, price, stop_price, reduce_only, fee, realized_pnl,
-        created_at, updated_at
+        now(), now()
     FROM jsonb_to_recordset($6::jsonb) AS r(
         id uuid, client_order_id text, symbol text, side text, type text, status text,
         quantity numeric, filled_quantity numeric, avg_fill_price numeric, price numeric,
-        stop_price numeric, reduce_only boolean, fee numeric, realized_pnl numeric,
-        created_at timestamptz, updated_at timestamptz
+        stop_price numeric, reduce_only boolean, fee numeric, realized_pnl numeric
     )
     WHERE EXISTS (SELECT 1 FROM bump)
 ), changed AS (
@@ -255,25 +289,22 @@ WITH bump AS (
         avg_fill_price = r.avg_fill_price,
         fee = r.fee,
         realized_pnl = r.realized_pnl,
-        updated_at = r.updated_at
+        updated_at = now()
     FROM jsonb_to_recordset($7::jsonb) AS r(
         id uuid, status text, quantity numeric, filled_quantity numeric,
-        avg_fill_price numeric, fee numeric, realized_pnl numeric, updated_at timestamptz
+        avg_fill_price numeric, fee numeric, realized_pnl numeric
     )
     WHERE o.id = r.id AND o.account_id = $1
       -- by primary key: joined to the recordset alone, the planner scans the whole table
       AND o.id = ANY (ARRAY(SELECT (e ->> 'id')::uuid FROM jsonb_array_elements($7::jsonb) e))
       AND EXISTS (SELECT 1 FROM bump)
-    RETURNING o.updated_at
 ), leverage AS (
     INSERT INTO paper_leverage (account_id, symbol, leverage)
     SELECT $1, symbol, leverage FROM jsonb_to_recordset($8::jsonb) AS r(symbol text, leverage int)
     WHERE EXISTS (SELECT 1 FROM bump)
     ON CONFLICT (account_id, symbol) DO UPDATE SET leverage = excluded.leverage
 )
-SELECT
-    EXISTS (SELECT 1 FROM bump) AS applied,
-    (SELECT max(updated_at) FROM changed) AS updated_at
+SELECT EXISTS (SELECT 1 FROM bump) AS applied, now() AS now
 """
 _ORDER_BY_ID = f"""
 SELECT {_ORDER_COLUMNS} FROM paper_orders WHERE account_id = $1 AND id = $2
@@ -281,15 +312,10 @@ SELECT {_ORDER_COLUMNS} FROM paper_orders WHERE account_id = $1 AND id = $2
 _ORDER_BY_CLIENT_ID = f"""
 SELECT {_ORDER_COLUMNS} FROM paper_orders WHERE account_id = $1 AND client_order_id = $2
 """  # noqa: S608 - composed of constants only
-_WORKING_ORDERS = f"""
-SELECT {_ORDER_COLUMNS} FROM paper_orders WHERE account_id = $1 AND {_IS_WORKING}
-ORDER BY created_at, id
-"""  # noqa: S608 - composed of constants only
 _WORKING_PAIRS = f"""
 SELECT DISTINCT account_id, symbol FROM paper_orders WHERE {_IS_WORKING}
 ORDER BY account_id, symbol
 """  # noqa: S608 - composed of constants only
-_WALLET = "SELECT wallet_balance FROM paper_accounts WHERE account_id = $1"
 
 
 # --------------------------------------------------------------------------- position math
@@ -385,11 +411,11 @@ def _to_order(row: _OrderRow) -> Order:
 
 @dataclass
 class _Book:
-    """One account's state as read at one moment, and the changes made to it since (`save`
-    writes them back, if nobody wrote the account in between)."""
+    """One account's state at one version, and the changes made to it since (`save` writes
+    them back, if nobody wrote the account in between)."""
 
     version: int | None  # None while the account does not exist
-    now: datetime  # when it was read: the timestamp of the orders a writer writes
+    now: datetime  # when it was read or saved (the save stamps the orders it writes)
     wallet: Decimal
     positions: dict[str, _PositionRow]
     working: list[_OrderRow]  # orders still working when loaded, oldest first
@@ -484,9 +510,31 @@ class _Book:
             row.side, row.quantity = net.side, abs(net.size)
             row.entry_price, row.leverage = net.entry, net.leverage
 
+    def copy(self) -> _Book:
+        """The same state as a new book, with nothing changed since: no marks, no `existing`,
+        rows of its own, amounts as the database stores them."""
+        assert not self.placed and self.changes() is None  # the state as read or saved
+        return self._at(self.version, self.now, self.working)
+
+    def saved(self, now: datetime) -> _Book:
+        """The state `save` wrote at `now`, as a new book at the version it moved to."""
+        assert self.version is not None
+        working = [row for row in (*self.working, *self.placed) if row.status in _WORKING]
+        return self._at(self.version + 1, now, working)
+
+    def _at(self, version: int | None, now: datetime, working: Iterable[_OrderRow]) -> _Book:
+        return _Book(
+            version=version,
+            now=now,
+            wallet=_money(self.wallet),
+            positions={symbol: _stored(row) for symbol, row in self.positions.items()},
+            working=sorted((_stored(row) for row in working), key=lambda r: (r.created_at, r.id)),
+            leverage=dict(self.leverage),
+        )
+
     def changes(self) -> _Changes | None:
-        """What changed since the book was read; None when nothing did. Orders placed or
-        changed are stamped with the time the book was read."""
+        """What changed since the book was read; None when nothing did. Orders changed are
+        stamped with the time the book was read until `save` stamps them with its own."""
         changed = [row for row in self.working if row != self._loaded_orders[row.id]]
         closed = [symbol for symbol in self._loaded_positions if symbol not in self.positions]
         positions = [
@@ -506,10 +554,10 @@ class _Book:
             row.updated_at = self.now
         return _Changes(wallet, closed, positions, list(self.placed), changed, leverage)
 
-    async def save(self, conn: Connection, account_id: str, changes: _Changes) -> bool:
+    async def save(self, conn: Connection, account_id: str, changes: _Changes) -> datetime | None:
         """Write `changes` in one autocommitted statement if the account is still at the
-        version read, moving it to the next; whether it was. The changed orders get
-        `updated_at` as stored (the table's trigger sets it to the statement's now())."""
+        version read, moving it to the next; the time it saved at, None when it did not. The
+        orders placed and changed get their timestamps as stored (the statement's now())."""
         assert self.version is not None  # the account exists
         record = await conn.fetchrow(
             _SAVE,
@@ -524,10 +572,13 @@ class _Book:
         )
         assert record is not None  # the statement always returns its one row
         if not record["applied"]:
-            return False
+            return None
+        now: datetime = record["now"]
+        for row in changes.placed:
+            row.created_at = row.updated_at = now
         for row in changes.changed:
-            row.updated_at = record["updated_at"]
-        return True
+            row.updated_at = now
+        return now
 
 
 # What `process_price` did to the orders it looked at: filled, canceled, rejected.
@@ -574,6 +625,11 @@ class PaperExchange(ExchangeAdapter):
         self._starting_balance = _money(starting_balance)
         self._fee_rate = taker_fee_rate
         self._slippage = slippage_percent / 100
+        # The latest book this instance knows (see the module docstring): the state it last
+        # saved, or one it read; `_known_read_at` is when that read was sent (monotonic
+        # clock), None when it is the state this instance saved.
+        self._known: _Book | None = None
+        self._known_read_at: float | None = None
 
     @property
     def name(self) -> str:
@@ -656,9 +712,8 @@ class PaperExchange(ExchangeAdapter):
     async def get_open_orders(self, symbol: str | None = None) -> list[Order]:
         if symbol is not None:
             self._market(symbol)
-        records = await self._pool.fetch(_WORKING_ORDERS, self.account_id)
-        rows = (_OrderRow.from_record(record) for record in records)
-        return [_to_order(row) for row in rows if symbol is None or row.symbol == symbol]
+        book = await self._read_book(marked=False)
+        return [_to_order(row) for row in book.working if symbol is None or row.symbol == symbol]
 
     async def process_price(self, symbol: str, price: Decimal) -> list[Order]:
         """Fill this account's resting orders on `symbol` that `price` triggers or reaches;
@@ -743,8 +798,8 @@ class PaperExchange(ExchangeAdapter):
 
     async def get_wallet_balance(self) -> Decimal:
         """Deposits + realised PnL - fees, in USDT (paper-only; equity minus unrealised)."""
-        wallet: Decimal | None = await self._pool.fetchval(_WALLET, self.account_id)
-        return self._starting_balance if wallet is None else wallet
+        book = await self._read_book(marked=False)
+        return book.wallet
 
     async def set_leverage(self, symbol: str, leverage: int) -> None:
         market = self._market(symbol)
@@ -802,25 +857,93 @@ class PaperExchange(ExchangeAdapter):
         writing nothing), then save in one statement that applies only if nobody wrote the
         account since the read. When somebody did, read and compute again. A change of
         nothing writes nothing; the first write of an account creates it, then starts over.
-        Returns what the `change` that was saved (or changed nothing) returned."""
+        Returns what the `change` that was saved (or changed nothing) returned.
+
+        When this instance knows a book already, `change` first computes on that one, whose
+        `existing` is the working order with `client_order_id` or `order_id` (None when no
+        working order has it): if it changes something and the save applies, that is the
+        write, without a read. Anything else (the save does not apply, it changes nothing,
+        it raises, a new order's client id is taken) counts for nothing: the book is dropped
+        and the write goes the way above, so every outcome comes from a book either just read
+        or confirmed current by the save."""
         async with self._pool.acquire() as conn:
+            known = self._take_known(client_order_id, order_id)
+            if known is not None and (saved := await self._write_known(conn, known, change)):
+                return saved[0]
             for attempt in range(_WRITE_ATTEMPTS):
                 if attempt > 1:  # lost twice: let the other writers through first
                     await asyncio.sleep(random.uniform(0, 0.001 * attempt))  # noqa: S311
+                read_at = time.monotonic()
                 book = await self._load_book(conn, client_order_id, order_id)
                 result = await change(book)
                 changes = book.changes()
                 if changes is None:
+                    if book.version is not None:
+                        self._remember(book.copy(), read_at)
                     return result
                 if book.version is None:  # a new account, unless another writer just made it
                     await conn.execute(_CREATE, self.account_id, self._starting_balance)
                     continue
-                if await book.save(conn, self.account_id, changes):
+                if await self._save(conn, book, changes):
                     return result
         raise RuntimeError(
             f"paper account {self.account_id!r}: gave up writing after {_WRITE_ATTEMPTS}"
             " attempts, other writers changed the account after each read of it"
         )
+
+    async def _write_known(
+        self, conn: Connection, book: _Book, change: Callable[[_Book], Awaitable[_T]]
+    ) -> tuple[_T] | None:
+        """`change` computed on the known `book` and saved: (what it returned,), or None
+        when that was not the write (see `_write`)."""
+        try:
+            result = await change(book)
+        except Exception:  # decided again on a book read now
+            return None
+        changes = book.changes()
+        if changes is None:
+            return None
+        try:
+            saved = await self._save(conn, book, changes)
+        except asyncpg.UniqueViolationError as exc:
+            # The client id is an order's that the book does not have (not a working one),
+            # and the statement wrote nothing: a read finds that order, and replays it.
+            if exc.constraint_name != _UNIQUE_CLIENT_ID:
+                raise
+            return None
+        return (result,) if saved else None
+
+    async def _save(self, conn: Connection, book: _Book, changes: _Changes) -> bool:
+        """Save `changes` to `book` (see `_Book.save`); when that applies, remember the state
+        saved. Whether it applied."""
+        now = await book.save(conn, self.account_id, changes)
+        if now is None:
+            return False
+        self._remember(book.saved(now), None)
+        return True
+
+    def _take_known(self, client_order_id: str | None, order_id: uuid.UUID | None) -> _Book | None:
+        """The book this instance knows, for a write to compute on; it is no longer known (a
+        write changes it, and a save that applies makes the next one)."""
+        book, self._known, self._known_read_at = self._known, None, None
+        if book is not None:
+            book.existing = next(
+                (
+                    row
+                    for row in book.working
+                    if row.client_order_id == client_order_id or row.id == order_id
+                ),
+                None,
+            )
+        return book
+
+    def _remember(self, book: _Book, read_at: float | None) -> None:
+        """Know `book` (a copy nobody else holds), read at `read_at` or saved (None), unless
+        a later version is known already."""
+        known = self._known
+        assert book.version is not None
+        if known is None or known.version is None or book.version >= known.version:
+            self._known, self._known_read_at = book, read_at
 
     async def _load_book(
         self,
@@ -834,11 +957,21 @@ class PaperExchange(ExchangeAdapter):
         assert record is not None  # the query always returns its one row
         return _Book.from_record(record, self._starting_balance)
 
-    async def _read_book(self) -> _Book:
-        """The book with every position's mark, read in one statement and without a lock."""
-        async with self._pool.acquire() as conn:
-            book = await self._load_book(conn)
-        await self._mark(book)
+    async def _read_book(self, *, marked: bool = True) -> _Book:
+        """The book with every position's mark (unless not `marked`), read in one statement
+        and without a lock; or, when this instance read it less than `_READ_REUSE` ago and
+        has saved nothing since, that book again."""
+        known, read_at = self._known, self._known_read_at
+        if known is not None and read_at is not None and time.monotonic() < read_at + _READ_REUSE:
+            book = known.copy()
+        else:
+            read_at = time.monotonic()
+            async with self._pool.acquire() as conn:
+                book = await self._load_book(conn)
+            if book.version is not None:
+                self._remember(book.copy(), read_at)
+        if marked:
+            await self._mark(book)
         return book
 
     async def _mark(

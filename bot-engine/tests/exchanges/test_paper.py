@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.core.database import create_sessionmaker
 from app.core.pg import Pool, create_pool
+from app.exchanges import paper
 from app.exchanges.base import Balance, Order, OrderRequest, OrderSide, OrderStatus, OrderType
 from app.exchanges.errors import (
     InsufficientFunds,
@@ -943,13 +944,27 @@ async def logged(database_url: str, clean_state: None) -> AsyncIterator[tuple[Po
         await pool.close()
 
 
-async def test_round_trips_per_call(logged: tuple[Pool, list[str]], feed: ManualPriceFeed) -> None:
-    """A write is one read of the book and one write of what changed, checked against the
-    version read, both outside any transaction; a write that changes nothing, and a read,
-    are one statement."""
-    pool, statements = logged
-    exchange = PaperExchange(pool, "user-1", feed, starting_balance=START)
+class Clock:
+    """The monotonic clock the paper exchange sees: still until `advance`d."""
 
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    clock = Clock()
+    monkeypatch.setattr(paper, "time", clock)  # the module's `time`, not the event loop's
+    return clock
+
+
+def tracer(statements: list[str]) -> Callable[[Awaitable[object]], Awaitable[list[str]]]:
     async def trips(call: Awaitable[object]) -> list[str]:
         """The statements `call` runs, by their first word."""
         await asyncio.sleep(0)  # a logger runs just after its statement: let late ones run
@@ -958,31 +973,71 @@ async def test_round_trips_per_call(logged: tuple[Pool, list[str]], feed: Manual
         await asyncio.sleep(0)
         return list(statements)
 
-    write = ["SELECT", "WITH"]
+    return trips
+
+
+async def test_round_trips_per_call(
+    logged: tuple[Pool, list[str]], feed: ManualPriceFeed, clock: Clock
+) -> None:
+    """A write is one read of the book and one write of what changed, checked against the
+    version read, both outside any transaction; on a book the instance already knows (it
+    saved it, or read it), the write alone. A write that changes nothing, and a read, are
+    one statement; a read right after a read of the same instance, none."""
+    pool, statements = logged
+    exchange = PaperExchange(pool, "user-1", feed, starting_balance=START)
+    trips = tracer(statements)
+
+    read_and_save = ["SELECT", "WITH"]
+    save = ["WITH"]
     no_change = ["SELECT"]
     # The connection's first look at the book also looks up its row types: not counted.
     await exchange.get_positions()
 
     # The first write of an account reads it, finds none, creates it and reads it again;
-    # setting what is already set is that one read.
-    assert await trips(exchange.set_leverage("BTCUSDT", 10)) == ["SELECT", "INSERT", *write]
+    # setting what is already set is that one read (what the known book says is checked).
+    assert await trips(exchange.set_leverage("BTCUSDT", 10)) == [
+        "SELECT",
+        "INSERT",
+        *read_and_save,
+    ]
     assert await trips(exchange.set_leverage("BTCUSDT", 10)) == no_change
     market = request(BUY, "0.1", client_order_id="entry")
-    assert await trips(exchange.create_order(market)) == write
-    assert await trips(exchange.create_order(market)) == no_change  # a replay
+    assert await trips(exchange.create_order(market)) == save
+    # A replay of an order no longer working: the save fails on the client id, the read
+    # finds the order.
+    assert await trips(exchange.create_order(market)) == [*save, "SELECT"]
     stop = request(SELL, "0.1", kind=OrderType.STOP_MARKET, stop="63000", reduce_only=True)
-    assert await trips(exchange.create_order(stop)) == write
+    assert await trips(exchange.create_order(stop)) == save
     assert await trips(exchange.process_price("BTCUSDT", D("64000"))) == no_change
-    assert await trips(exchange.process_price("BTCUSDT", D("62000"))) == write  # the stop fills
+    assert await trips(exchange.process_price("BTCUSDT", D("62000"))) == save  # the stop fills
     limit = request(BUY, "0.01", kind=OrderType.LIMIT, price="60000", client_order_id="limit")
-    await exchange.create_order(limit)
-    assert await trips(exchange.cancel_order("BTCUSDT", client_order_id="limit")) == write
+    assert await trips(exchange.create_order(limit)) == save
+    assert await trips(exchange.cancel_order("BTCUSDT", client_order_id="limit")) == save
     # Cancelling what is no longer open, or what does not exist, is the one read.
     assert await trips(exchange.cancel_order("BTCUSDT", client_order_id="limit")) == no_change
     with pytest.raises(OrderNotFound):
         await trips(exchange.cancel_order("BTCUSDT", client_order_id="never"))
     await asyncio.sleep(0)
     assert statements == no_change
+
+    # A new instance (one per signal), as the executor uses it for an entry.
+    executor = PaperExchange(pool, "user-1", feed, starting_balance=START)
+    assert await trips(executor.get_order("BTCUSDT", client_order_id="e-entry")) == no_change
+    assert await trips(executor.get_position("BTCUSDT")) == no_change
+    assert await trips(executor.get_equity()) == []  # the book just read
+    assert await trips(executor.set_leverage("BTCUSDT", 5)) == save  # on that book
+    entry = request(BUY, "0.1", client_order_id="e-entry")
+    assert await trips(executor.create_order(entry)) == save
+    sl = request(SELL, "0.1", kind=OrderType.STOP_MARKET, stop="60000", reduce_only=True)
+    assert await trips(executor.create_order(sl)) == save
+    tp = request(SELL, "0.1", kind=OrderType.TAKE_PROFIT_MARKET, stop="70000", reduce_only=True)
+    assert await trips(executor.create_order(tp)) == save
+    # After its own write an instance reads again, however little time passed.
+    assert await trips(executor.get_position("BTCUSDT")) == no_change
+    assert await trips(executor.get_order("BTCUSDT", client_order_id="e-entry")) == no_change
+    # A write on an instance that knows no book yet reads it first.
+    other = PaperExchange(pool, "user-1", feed, starting_balance=START)
+    assert await trips(other.create_order(request(BUY, "1", symbol="ETHUSDT"))) == read_and_save
 
     reads: list[Callable[[], Awaitable[object]]] = [
         exchange.get_positions,
@@ -994,7 +1049,138 @@ async def test_round_trips_per_call(logged: tuple[Pool, list[str]], feed: Manual
         partial(exchange.get_order, "BTCUSDT", client_order_id="entry"),
     ]
     for read in reads:
+        clock.advance(0.05)  # the book read before is too old to use again
         assert await trips(read()) == ["SELECT"], read
+    clock.advance(0.05)
+    assert await trips(exchange.get_positions()) == ["SELECT"]
+    for read in reads[:-1]:  # the others on the book that one read (get_order aside)
+        assert await trips(read()) == [], read
+    clock.advance(0.049)
+    assert await trips(exchange.get_equity()) == []
+    clock.advance(0.001)
+    assert await trips(exchange.get_equity()) == ["SELECT"]
+
+
+# --------------------------------------------------------------------------- the known book
+
+
+async def test_a_write_on_a_known_book_that_another_instance_changed_computes_again(
+    logged: tuple[Pool, list[str]], feed: ManualPriceFeed, sessionmaker: Sessionmaker
+) -> None:
+    pool, statements = logged
+    trips = tracer(statements)
+    mine = PaperExchange(pool, "user-1", feed, starting_balance=START)
+    other = PaperExchange(pool, "user-1", feed, starting_balance=START)
+    await mine.set_leverage("BTCUSDT", 10)  # mine knows the book it saved
+    eth = await other.create_order(request(BUY, "1", symbol="ETHUSDT"))
+    version = await account_version(sessionmaker, "user-1")
+
+    # The save on the known book does not apply; the book read then has the ETH order.
+    assert await trips(mine.create_order(request(BUY, "0.1"))) == ["WITH", "SELECT", "WITH"]
+
+    btc = await other.get_position("BTCUSDT")
+    assert btc is not None and (btc.quantity, btc.leverage) == (D("0.1"), 10)
+    position = await mine.get_position("ETHUSDT")
+    assert position is not None and position.quantity == D("1")
+    assert await mine.get_wallet_balance() == START - eth.fee - fee("0.1", "65032.5")
+    assert await account_version(sessionmaker, "user-1") == (version or 0) + 1
+    await assert_books_balance(sessionmaker, "user-1")
+    # Its next write is on the book it saved again.
+    assert await trips(mine.create_order(request(SELL, "0.1", reduce_only=True))) == ["WITH"]
+    assert await mine.get_position("BTCUSDT") is None
+    await assert_books_balance(sessionmaker, "user-1")
+
+
+async def test_a_client_id_the_known_book_lacks_is_replayed_not_placed_twice(
+    logged: tuple[Pool, list[str]], feed: ManualPriceFeed, sessionmaker: Sessionmaker
+) -> None:
+    pool, statements = logged
+    trips = tracer(statements)
+    first = PaperExchange(pool, "user-1", feed, starting_balance=START)
+    placed = await first.create_order(request(BUY, "0.1", client_order_id="sig-7-entry"))
+    # A second instance (a retry of the signal) whose known book is current but was never
+    # looked up by that client id: the order filled, so it is not among the working ones.
+    retry = PaperExchange(pool, "user-1", feed, starting_balance=START)
+    await retry.set_leverage("BTCUSDT", 10)
+    version = await account_version(sessionmaker, "user-1")
+
+    calls = trips(retry.create_order(request(BUY, "0.2", client_order_id="sig-7-entry")))
+    # The save fails on the unique client id, writing nothing; the read finds the order.
+    assert await calls == ["WITH", "SELECT"]
+    again = await retry.create_order(request(BUY, "0.2", client_order_id="sig-7-entry"))
+
+    assert again == placed
+    assert await retry.get_order("BTCUSDT", client_order_id="sig-7-entry") == placed
+    assert await count(sessionmaker, PaperOrder) == 1
+    assert await account_version(sessionmaker, "user-1") == version
+    position = await retry.get_position("BTCUSDT")
+    assert position is not None and position.quantity == D("0.1")
+    assert await retry.get_wallet_balance() == START - placed.fee
+    await assert_books_balance(sessionmaker, "user-1")
+
+
+async def test_a_read_after_the_instances_own_write_sees_it(
+    exchange: PaperExchange, clock: Clock, sessionmaker: Sessionmaker
+) -> None:
+    # The clock stands still: a book read is young enough to use again, but not after a write.
+    assert await exchange.get_position("BTCUSDT") is None
+    assert await exchange.get_equity() == START
+    await exchange.set_leverage("BTCUSDT", 10)
+    assert await exchange.get_position("BTCUSDT") is None
+    assert await exchange.get_open_orders() == []
+
+    order = await exchange.create_order(request(BUY, "0.1"))
+    position = await exchange.get_position("BTCUSDT")
+    assert position is not None and (position.quantity, position.leverage) == (D("0.1"), 10)
+    assert await exchange.get_wallet_balance() == START - order.fee
+    stop = await exchange.create_order(
+        request(SELL, "0.1", kind=OrderType.STOP_MARKET, stop="63000", reduce_only=True)
+    )
+    assert await exchange.get_open_orders() == [stop]  # as returned: timestamps too
+    assert await exchange.get_order("BTCUSDT", order_id=order.order_id) == order
+    [balance] = await exchange.get_balances()
+    assert balance.locked == D("650")  # 0.1 x 65000 / 10
+    canceled = await exchange.cancel_order("BTCUSDT", order_id=stop.order_id)
+    assert canceled.status == OrderStatus.CANCELED
+    assert await exchange.get_open_orders() == []
+    assert await exchange.get_order("BTCUSDT", order_id=stop.order_id) == canceled
+    await assert_books_balance(sessionmaker, "user-1")
+
+
+async def test_a_trigger_between_two_writes_of_an_instance_is_not_missed(
+    exchange: PaperExchange, feed: ManualPriceFeed, pool: Pool, sessionmaker: Sessionmaker
+) -> None:
+    stop, take = await open_long_with_brackets(exchange)  # `exchange` knows the book it saved
+    version = await account_version(sessionmaker, "user-1")
+
+    feed.set("BTCUSDT", D("62000"))
+    [hit] = await process_all_accounts(pool, feed)
+    assert hit.order.order_id == stop.order_id
+
+    # On its known book the long is still there; the save finds the account moved on, and on
+    # the book read then there is nothing to reduce.
+    with pytest.raises(OrderRejected, match="reduce-only order would open a position"):
+        await exchange.create_order(request(SELL, "0.1", reduce_only=True))
+    assert await account_version(sessionmaker, "user-1") == (version or 0) + 1
+    assert await exchange.get_position("BTCUSDT") is None
+    canceled = await exchange.get_order("BTCUSDT", order_id=take.order_id)
+    assert canceled is not None and canceled.status == OrderStatus.CANCELED
+    assert await count(sessionmaker, PaperOrder) == 3
+
+    # Equally a process_price of another instance: the known book has no ETH position to
+    # reduce, the book read then has the one the limit opened, and the close fills.
+    await exchange.set_leverage("ETHUSDT", 5)
+    limit = await exchange.create_order(
+        request(BUY, "1", symbol="ETHUSDT", kind=OrderType.LIMIT, price="3400")
+    )
+    trigger = PaperExchange(pool, "user-1", feed, starting_balance=START)
+    [filled] = await trigger.process_price("ETHUSDT", D("3390"))
+    assert filled.order_id == limit.order_id
+    closed = await exchange.create_order(request(SELL, "1", symbol="ETHUSDT", reduce_only=True))
+    assert closed.status == OrderStatus.FILLED
+    assert closed.realized_pnl == D("3498.25") - D("3400")  # 3500 - 0.05 %, 1 ETH
+    assert await exchange.get_positions() == []
+    await assert_books_balance(sessionmaker, "user-1")
 
 
 # --------------------------------------------------------------------------- look-ups, cancel
