@@ -758,7 +758,7 @@ class PaperExchange(ExchangeAdapter):
         filled, canceled, rejected = await self._write(trigger)
         orders = [_to_order(r) for r in filled]
         for order in orders:
-            self._log_order(order, [])
+            self._log_order(order, [], placed=False)
         for row in canceled:
             log.info("paper_order_canceled", account_id=self.account_id, order_id=str(row.id))
         for row in rejected:
@@ -1160,8 +1160,12 @@ class PaperExchange(ExchangeAdapter):
             margin=_money(abs(net.size) * mark / net.leverage),
         )
 
-    def _log_order(self, order: Order, canceled: list[_OrderRow]) -> None:
-        log.info(
+    def _log_order(self, order: Order, canceled: list[_OrderRow], *, placed: bool = True) -> None:
+        """Log a fill or a placement. Orders placed through `create_order` are logged at debug
+        level: their caller has the result and logs it (the executor writes `order_placed`);
+        fills of resting orders happen here alone and are logged at info."""
+        write = log.debug if placed else log.info
+        write(
             "paper_order_filled" if order.status == OrderStatus.FILLED else "paper_order_placed",
             account_id=self.account_id,
             order_id=order.order_id,

@@ -110,8 +110,14 @@ _HEAD = f"""
     ORDER BY seq LIMIT 1
 """  # noqa: S608 - composed of constants only
 # The key's next signal, marked executing, with the run log that records this attempt.
-_CLAIM = f"""
-    WITH head AS ({_HEAD}),
+# $3 names a signal to pass over: the one `_FINISH_AND_CLAIM` is finishing in the same
+# statement, which that statement's snapshot still shows as executing.
+_CLAIM_PARTS = f"""
+    head AS (
+        SELECT id FROM trading_signals
+        WHERE user_id = $1 AND symbol = $2 AND {PENDING_PREDICATE} AND id IS DISTINCT FROM $3
+        ORDER BY seq LIMIT 1
+    ),
     claimed AS (
         UPDATE trading_signals s SET status = 'executing'
         FROM head WHERE s.id = head.id
@@ -124,18 +130,23 @@ _CLAIM = f"""
     )
     SELECT claimed.*, run.id AS run_id FROM claimed, run
 """  # noqa: S608 - composed of constants only
-_FINISH = """
-    WITH signal AS (
+_CLAIM = f"WITH {_CLAIM_PARTS}"
+# A signal's outcome and its run log, and the claim of the key's next signal, in one round trip.
+_FINISH_AND_CLAIM = f"""
+    WITH finished AS (
         UPDATE trading_signals
-        SET status = $2, status_reason = $3, processed_at = clock_timestamp(),
-            execution_result = $4
-        WHERE id = $1
-    )
-    UPDATE bot_execution_logs
-    SET status = 'completed', completed_at = clock_timestamp(), duration_ms = $6,
-        risk_check_passed = $7, risk_check_details = $8, trade_executed = $9
-    WHERE id = $5
-"""
+        SET status = $4, status_reason = $5, processed_at = clock_timestamp(),
+            execution_result = $6
+        WHERE id = $3
+    ),
+    logged AS (
+        UPDATE bot_execution_logs
+        SET status = 'completed', completed_at = clock_timestamp(), duration_ms = $8,
+            risk_check_passed = $9, risk_check_details = $10, trade_executed = $11
+        WHERE id = $7
+    ),
+    {_CLAIM_PARTS}
+"""  # noqa: S608 - composed of constants only
 _ATTEMPT_FAILED = """
     UPDATE bot_execution_logs
     SET status = 'failed', completed_at = clock_timestamp(), duration_ms = $2,
@@ -260,8 +271,26 @@ class SignalExecutor:
         """Execute every pending signal of (user, symbol) in arrival order; how many ran."""
         done = 0
         async with self.key_lock(user_id, symbol) as conn:
-            while (row := await conn.fetchrow(_CLAIM, user_id, symbol)) is not None:
-                await self._execute_claimed(conn, QueuedSignal.from_record(row), row["run_id"])
+            row = await conn.fetchrow(_CLAIM, user_id, symbol, None)
+            while row is not None:
+                signal, run_id = QueuedSignal.from_record(row), row["run_id"]
+                outcome, duration_ms = await self._execute_claimed(conn, signal, run_id)
+                row = await conn.fetchrow(
+                    _FINISH_AND_CLAIM,
+                    user_id,
+                    symbol,
+                    signal.id,
+                    outcome.status,
+                    outcome.reason,
+                    outcome.result or None,
+                    run_id,
+                    duration_ms,
+                    outcome.risk_passed,
+                    outcome.risk_details,
+                    outcome.status == "executed",
+                )
+                log.info("signal_finished", status=outcome.status, reason=outcome.reason,
+                         duration_ms=duration_ms)  # fmt: skip
                 done += 1
         return done
 
@@ -275,7 +304,9 @@ class SignalExecutor:
     # ------------------------------------------------------------------ one signal
     async def _execute_claimed(
         self, conn: Connection, signal: QueuedSignal, run_id: uuid.UUID
-    ) -> Outcome:
+    ) -> tuple[Outcome, int]:
+        """Execute a claimed signal: its outcome and how long it took (ms). An attempt that
+        raises is recorded in its run log and re-raised; the signal stays pending."""
         structlog.contextvars.bind_contextvars(
             signal_id=str(signal.id), user_id=signal.user_id, symbol=signal.symbol
         )
@@ -297,23 +328,7 @@ class SignalExecutor:
             )
             log.warning("signal_attempt_failed", error_type=type(exc).__name__)
             raise
-        duration_ms = int((time.perf_counter() - clock) * 1000)
-        await conn.execute(
-            _FINISH,
-            signal.id,
-            outcome.status,
-            outcome.reason,
-            outcome.result or None,
-            run_id,
-            duration_ms,
-            outcome.risk_passed,
-            outcome.risk_details,
-            outcome.status == "executed",
-        )
-        log.info(
-            "signal_finished", status=outcome.status, reason=outcome.reason, duration_ms=duration_ms
-        )
-        return outcome
+        return outcome, int((time.perf_counter() - clock) * 1000)
 
     async def _execute(self, conn: Connection, signal: QueuedSignal) -> Outcome:
         adapter = await self.adapters.for_user(signal.user_id, signal.exchange)
@@ -567,8 +582,10 @@ class SignalExecutor:
             _RECORD_PLACED, *_order_columns(signal.user_id, order), _order_summary(order)
         )
         log.info(
-            "order_placed", leg=leg, client_order_id=cid, status=order.status.value,
-            filled=order.filled_quantity, avg_price=order.avg_fill_price,
+            "order_placed", leg=leg, client_order_id=cid, order_id=order.order_id,
+            type=order.type.value, side=order.side.value, status=order.status.value,
+            quantity=order.quantity, filled=order.filled_quantity,
+            avg_price=order.avg_fill_price, fee=order.fee, realized_pnl=order.realized_pnl,
         )  # fmt: skip
         return order
 
