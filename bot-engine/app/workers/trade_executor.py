@@ -104,20 +104,16 @@ class _Job:
 
 
 # --------------------------------------------------------------------------- statements
+# The key's next signal. $3 names a signal to pass over (NULL: none): the one
+# `_FINISH_AND_CLAIM` is finishing in the same statement, which its snapshot still shows pending.
 _HEAD = f"""
     SELECT id FROM trading_signals
-    WHERE user_id = $1 AND symbol = $2 AND {PENDING_PREDICATE}
+    WHERE user_id = $1 AND symbol = $2 AND {PENDING_PREDICATE} AND id IS DISTINCT FROM $3
     ORDER BY seq LIMIT 1
 """  # noqa: S608 - composed of constants only
 # The key's next signal, marked executing, with the run log that records this attempt.
-# $3 names a signal to pass over: the one `_FINISH_AND_CLAIM` is finishing in the same
-# statement, which that statement's snapshot still shows as executing.
 _CLAIM_PARTS = f"""
-    head AS (
-        SELECT id FROM trading_signals
-        WHERE user_id = $1 AND symbol = $2 AND {PENDING_PREDICATE} AND id IS DISTINCT FROM $3
-        ORDER BY seq LIMIT 1
-    ),
+    head AS ({_HEAD}),
     claimed AS (
         UPDATE trading_signals s SET status = 'executing'
         FROM head WHERE s.id = head.id
@@ -156,7 +152,7 @@ _ATTEMPT_FAILED = """
 _FAIL_HEAD = f"""
     WITH head AS ({_HEAD})
     UPDATE trading_signals s
-    SET status = 'failed', status_reason = $3, processed_at = clock_timestamp()
+    SET status = 'failed', status_reason = $4, processed_at = clock_timestamp()
     FROM head WHERE s.id = head.id
     RETURNING s.id
 """  # noqa: S608 - composed of constants only
@@ -298,7 +294,7 @@ class SignalExecutor:
         """End the first pending signal of (user, symbol) — the one every attempt starts with
         and so the one that keeps failing — as failed; the others can then go ahead."""
         async with self.key_lock(user_id, symbol) as conn:
-            head: uuid.UUID | None = await conn.fetchval(_FAIL_HEAD, user_id, symbol, reason)
+            head: uuid.UUID | None = await conn.fetchval(_FAIL_HEAD, user_id, symbol, None, reason)
             return head
 
     # ------------------------------------------------------------------ one signal
