@@ -101,6 +101,9 @@ class Settings(BaseSettings):
 
     # Encryption of exchange credentials (AES-256-GCM): 64 hex characters.
     ENCRYPTION_KEY: SecretStr = SecretStr(DEV_ENCRYPTION_KEY)
+    # Earlier keys, still readable while `jadetrade keys rotate` re-encrypts under the active
+    # one; dropped once rotation is done. A JSON list: '["<64 hex>", ...]'.
+    ENCRYPTION_KEYS_RETIRED: list[SecretStr] = Field(default_factory=list)
 
     # AI
     ANTHROPIC_API_KEY: SecretStr | None = None
@@ -135,6 +138,17 @@ class Settings(BaseSettings):
     MAX_DELIVERIES: int = Field(default=5, ge=1)  # attempts before a signal is dead-lettered
     # A doorbell unacknowledged this long belongs to a dead consumer and is taken over.
     WORKER_RECLAIM_IDLE_MS: int = Field(default=30_000, ge=100)
+
+    # Live exchanges (Binance, Bybit)
+    EXCHANGE_TIMEOUT_MS: int = Field(default=10_000, ge=100)
+    # The address exchange requests leave from: every replica behind it shares its request
+    # weight budget (Binance limits weight per IP).
+    EXCHANGE_EGRESS_ID: str = "default"
+    # Replacement API URLs per exchange, for a local stand-in of the exchange:
+    # '{"binance": {"fapiPrivate": "http://127.0.0.1:9000/fapi/v1", ...}}'. Refused in production.
+    EXCHANGE_API_URLS: dict[str, dict[str, str]] = Field(default_factory=dict)
+    # How often open positions and working orders on live exchanges are reconciled.
+    POSITION_SYNC_INTERVAL_S: float = Field(default=15.0, gt=0)
 
     # Paper exchange
     PAPER_STARTING_BALANCE: Decimal = Field(default=Decimal("10000"), gt=0)
@@ -205,11 +219,25 @@ class Settings(BaseSettings):
         key = self.ENCRYPTION_KEY.get_secret_value()
         if not re.fullmatch(r"[0-9a-fA-F]{64}", key):
             found.append("ENCRYPTION_KEY must be 64 hexadecimal characters (32 bytes)")
+        for position, retired in enumerate(self.ENCRYPTION_KEYS_RETIRED, start=1):
+            value = retired.get_secret_value()
+            if not re.fullmatch(r"[0-9a-fA-F]{64}", value):
+                found.append(
+                    f"ENCRYPTION_KEYS_RETIRED entry {position} must be 64 hexadecimal characters"
+                )
+            elif value.lower() == key.lower():
+                found.append(
+                    f"ENCRYPTION_KEYS_RETIRED entry {position} is the active ENCRYPTION_KEY"
+                )
         if not self.is_production:
             return found
 
         if key.lower() == DEV_ENCRYPTION_KEY:
             found.append("ENCRYPTION_KEY is the published development key; generate a new one")
+        if self.EXCHANGE_API_URLS:
+            found.append(
+                "EXCHANGE_API_URLS must be empty in production (it replaces the exchanges)"
+            )
         if self.auth_mode != AuthMode.COGNITO:
             found.append("AUTH_MODE must be 'cognito' in production (the local issuer is dev-only)")
         if self.COGNITO_USER_POOL_ID in ("", DEV_COGNITO_USER_POOL_ID):

@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from app import __version__
-from app.api import account, health, history, positions, risk, webhooks, wellknown
+from app.api import account, exchange_keys, health, history, positions, risk, webhooks, wellknown
 from app.config import AuthMode, Settings, get_settings
 from app.core.auth import build_verifier
 from app.core.database import create_engine, create_sessionmaker
@@ -116,6 +116,6 @@ def create_app(settings: Settings | None = None, *, run_workers: bool = False) -
             allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
         )
     app.add_middleware(RequestContextMiddleware)
-    for module in (health, wellknown, account, webhooks, history, positions, risk):
+    for module in (health, wellknown, account, webhooks, history, positions, risk, exchange_keys):
         app.include_router(module.router)
     return app

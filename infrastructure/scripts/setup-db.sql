@@ -111,6 +111,10 @@ CREATE INDEX IF NOT EXISTS ix_webhook_tokens_user_id ON webhook_tokens (user_id)
 -- ---------------------------------------------------------------------------------------
 -- exchange_api_keys: users' exchange credentials, encrypted by the engine (AES-256-GCM)
 -- before they reach the database. Keys with withdrawal permission are refused outright.
+-- mode: 'live' trades real funds, 'demo' the exchange's demo-trading environment.
+-- api_key_hint: the key's last four characters, shown in listings without decrypting.
+-- A user trades through at most one active key per exchange; labels need not be unique
+-- (a replacement key often keeps the label of the key it replaces).
 -- ---------------------------------------------------------------------------------------
 CREATE TABLE IF NOT EXISTS exchange_api_keys (
     id UUID DEFAULT gen_random_uuid() NOT NULL,
@@ -129,12 +133,18 @@ CREATE TABLE IF NOT EXISTS exchange_api_keys (
     last_validated_at TIMESTAMP WITH TIME ZONE,
     created_at TIMESTAMP WITH TIME ZONE DEFAULT now() NOT NULL,
     updated_at TIMESTAMP WITH TIME ZONE DEFAULT now() NOT NULL,
+    mode VARCHAR(10) DEFAULT 'live' NOT NULL,  -- migration 0005
+    api_key_hint VARCHAR(4),                   -- migration 0005
     CONSTRAINT pk_exchange_api_keys PRIMARY KEY (id),
-    CONSTRAINT uq_exchange_api_keys_user_id_exchange_label UNIQUE (user_id, exchange, label),
     CONSTRAINT ck_exchange_api_keys_no_withdraw CHECK (NOT can_withdraw),
+    CONSTRAINT ck_exchange_api_keys_mode CHECK (mode IN ('live', 'demo')),
     CONSTRAINT fk_exchange_api_keys_user_id_users FOREIGN KEY (user_id)
         REFERENCES users (id) ON DELETE CASCADE
 );
+CREATE INDEX IF NOT EXISTS ix_exchange_api_keys_user_id_exchange
+    ON exchange_api_keys (user_id, exchange);
+CREATE UNIQUE INDEX IF NOT EXISTS uq_exchange_api_keys_active
+    ON exchange_api_keys (user_id, exchange) WHERE is_active;
 
 -- ---------------------------------------------------------------------------------------
 -- user_risk_settings: one row per user; the limits checked before any order is sent.

@@ -36,10 +36,14 @@ tokens_cli = typer.Typer(
     help="Webhook tokens (the secret inside TradingView alerts).", no_args_is_help=True
 )
 auth_cli = typer.Typer(help="Access tokens.", no_args_is_help=True)
+keys_cli = typer.Typer(
+    help="Users' exchange API keys (stored encrypted under ENCRYPTION_KEY).", no_args_is_help=True
+)
 cli.add_typer(db_cli, name="db")
 cli.add_typer(users_cli, name="users")
 cli.add_typer(tokens_cli, name="tokens")
 cli.add_typer(auth_cli, name="auth")
+cli.add_typer(keys_cli, name="keys")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
 
@@ -298,6 +302,51 @@ def tokens_revoke(
 
     revoked = _run_admin(as_json, work)
     _emit(as_json, revoked, f"token {revoked['id']} revoked at {revoked['revoked_at']}")
+
+
+@keys_cli.command("rotate")
+def keys_rotate(
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", min=1, help="Rows read per query.")
+    ] = 100,
+    as_json: JsonOpt = False,
+) -> None:
+    """Re-encrypt every stored exchange key under the active ENCRYPTION_KEY.
+
+    \b
+    Changing the encryption key:
+      1. Generate a new key (64 hex characters: `openssl rand -hex 32`).
+      2. Set it as ENCRYPTION_KEY and move the old one to ENCRYPTION_KEYS_RETIRED
+         (a JSON list: '["<old key>"]').
+      3. Deploy, so that every engine process runs with both keys.
+      4. Run `jadetrade keys rotate`. It must report no failure: a failed key opens with
+         none of the configured keys. Running it again rotates nothing.
+      5. Remove the old key from ENCRYPTION_KEYS_RETIRED and deploy.
+
+    Safe while the engine runs. Exits 1 when a key cannot be decrypted (listed by id; left as is).
+    """
+    from app.core.credentials import Keyring
+    from app.core.exchange_keys import RotationReport, rotate_keys
+    from app.core.pg import create_pool
+
+    async def work(settings: Settings) -> RotationReport:
+        assert settings.DATABASE_URL is not None
+        keyring = Keyring.from_settings(settings)
+        pool = await create_pool(settings.DATABASE_URL.get_secret_value(), max_size=2)
+        try:
+            return await rotate_keys(pool, keyring, batch_size=batch_size)
+        finally:
+            await pool.close()
+
+    report = _run_admin(as_json, work)
+    human = [
+        f"active key {report.active_kid}: {report.rotated} rotated,"
+        f" {report.already_current} already current, {len(report.failed)} failed"
+    ]
+    human += [f"  failed {f.key_id} ({f.field or 'row'}): {f.reason}" for f in report.failed]
+    _emit(as_json, report.as_dict(), "\n".join(human))
+    if report.failed:
+        raise typer.Exit(1)
 
 
 @auth_cli.command("dev-token")

@@ -175,6 +175,30 @@ def _to_step(value: Decimal, step: Decimal, rounding: str) -> Decimal:
     return (steps * step).quantize(step)
 
 
+@dataclass(frozen=True)
+class ApiCredentials:
+    """An exchange API key pair, in clear: only ever held in memory, never logged (the repr
+    shows the key's last four characters and nothing of the secret)."""
+
+    api_key: str
+    secret: str
+    passphrase: str | None = None
+
+    def __repr__(self) -> str:
+        return f"ApiCredentials(api_key='…{self.api_key[-4:]}', secret=<hidden>)"
+
+    __str__ = __repr__
+
+
+@dataclass(frozen=True)
+class KeyPermissions:
+    """What an API key may do, as the exchange reports it."""
+
+    can_read: bool
+    can_trade: bool
+    can_withdraw: bool
+
+
 class ExchangeAdapter(ABC):
     """One trading account on one exchange."""
 

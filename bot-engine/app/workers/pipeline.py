@@ -1,5 +1,6 @@
 """The signal pipeline's workers, assembled for a worker runtime (API process or worker
-process): the queue consumer, the sweeper, and the paper exchange's order triggers."""
+process): the queue consumer, the sweeper, the paper exchange's order triggers and the
+reconciliation of live exchange accounts."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from app.exchanges.factory import AdapterFactory, make_price_feed
 from app.exchanges.paper import process_all_accounts
 from app.exchanges.price_feed import PriceFeed
 from app.logging.logger import get_logger
+from app.workers.position_syncer import run_position_syncer
 from app.workers.runtime import WorkerRuntime
 from app.workers.signal_consumer import SignalConsumer, run_sweeper
 from app.workers.trade_executor import SignalExecutor
@@ -38,7 +40,7 @@ def build_pipeline(
     consumer_name: str,
     feed: PriceFeed | None = None,
 ) -> Pipeline:
-    adapters = AdapterFactory(settings, pool, feed or make_price_feed(settings))
+    adapters = AdapterFactory(settings, pool, feed or make_price_feed(settings), redis=redis)
     executor = SignalExecutor(pool, adapters)
     consumer = SignalConsumer(
         redis,
@@ -91,4 +93,11 @@ def install(
     runtime.add("signals", pipeline.consumer.run)
     runtime.add("sweeper", lambda: run_sweeper(redis, pool))
     runtime.add("paper_triggers", lambda: run_paper_triggers(pipeline))
+    runtime.add(
+        "position_syncer",
+        lambda: run_position_syncer(
+            pipeline.executor, pipeline.adapters, pool, settings.POSITION_SYNC_INTERVAL_S
+        ),
+    )
+    runtime.on_stop(pipeline.adapters.aclose)
     return pipeline

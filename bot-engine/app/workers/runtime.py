@@ -36,12 +36,17 @@ class WorkerRuntime:
         self.worker_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.started_at = datetime.now(UTC)
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._on_stop: list[Callable[[], Awaitable[None]]] = []
 
     def add(self, name: str, worker: WorkerFn) -> None:
         """Register a worker coroutine; it is started by `start()`."""
         if name in self._tasks:
             raise ValueError(f"worker {name!r} registered twice")
         self._tasks[name] = asyncio.create_task(self._supervise(name, worker), name=name)
+
+    def on_stop(self, cleanup: Callable[[], Awaitable[None]]) -> None:
+        """Run `cleanup` after the workers have stopped (close what they shared)."""
+        self._on_stop.append(cleanup)
 
     async def start(self) -> None:
         await self._beat()
@@ -67,6 +72,12 @@ class WorkerRuntime:
                 break
         await asyncio.gather(*(t for t in tasks if t.done()), return_exceptions=True)
         self._tasks.clear()
+        for cleanup in self._on_stop:
+            try:
+                await cleanup()
+            except Exception as exc:  # the rest of the shutdown still happens
+                log.warning("worker_cleanup_failed", error_type=type(exc).__name__)
+        self._on_stop.clear()
         try:
             await self.redis.delete(HEARTBEAT_KEY.format(worker_id=self.worker_id))
         except Exception as exc:

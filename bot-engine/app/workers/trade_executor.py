@@ -42,8 +42,8 @@ from app.exchanges.base import (
     OrderType,
     Position,
 )
-from app.exchanges.errors import OrderRejected
-from app.exchanges.factory import AdapterFactory
+from app.exchanges.errors import AuthenticationFailed, OrderRejected
+from app.exchanges.factory import AdapterFactory, NoApiKey
 from app.logging.logger import get_logger
 from app.models.signal import PENDING_PREDICATE
 from app.models.trade import WORKING_PREDICATE
@@ -311,6 +311,9 @@ class SignalExecutor:
             outcome = await self._execute(conn, signal)
         except OrderRejected as exc:
             outcome = Outcome("rejected", exc.reason)
+        except (NoApiKey, AuthenticationFailed) as exc:
+            # Nothing a retry can fix: the user must add or repair the exchange key.
+            outcome = Outcome("failed", exc.message)
         except Exception as exc:
             # Unexpected or retryable: record the attempt, leave the signal pending so the
             # queue delivers it again (and dead-letters it after MAX_DELIVERIES).
@@ -327,12 +330,15 @@ class SignalExecutor:
         return outcome, int((time.perf_counter() - clock) * 1000)
 
     async def _execute(self, conn: Connection, signal: QueuedSignal) -> Outcome:
-        adapter = await self.adapters.for_user(signal.user_id, signal.exchange)
+        adapter = await self.adapters.for_user(signal.user_id, signal.exchange, conn)
         job = _Job(conn, signal, adapter)
         try:
             if signal.signal_type.endswith("_exit"):
                 return await self._exit(job)
             return await self._entry(job)
+        except AuthenticationFailed as exc:
+            await self.adapters.key_refused(adapter, exc.message)
+            raise
         finally:
             try:
                 if job.touched:  # also when a later leg failed: record what did happen

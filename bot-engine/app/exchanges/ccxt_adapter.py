@@ -1,0 +1,518 @@
+"""What the Binance and Bybit adapters share: a ccxt client per API key, markets, order
+preparation, error translation and safe retries.
+
+- **Markets** are loaded once per (exchange, mode, endpoint) by a `MarketCatalog` and handed
+  to every client (`set_markets`), refreshed hourly. Canonical symbols ("BTCUSDT") map to
+  the USDT-settled linear perpetual of the loaded markets ("BTC/USDT:USDT").
+- **Orders** are checked before anything is sent: amount floored to the market's step, price
+  onto its tick, minimum amount and notional — so a refusal the exchange would make costs no
+  request and reads as a sentence.
+- **Errors** of ccxt are translated here (see `translate`), by what the caller must do. A
+  create that may have reached the exchange (timeout, 5xx, lost connection) is never resent
+  blindly: the order is looked up by its client id, repeatedly, because a new order can take a
+  moment to become visible; only when it is still unknown is the same request (same client id)
+  sent once more.
+- **Money** never goes through a float: amounts and prices are sent as decimal strings and
+  read back from the exchange's raw answer (`info`), not from ccxt's float fields.
+
+Subclasses implement the exchange-specific parts: how orders, positions and balances read,
+how conditional orders are placed and found, and what a key may do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from abc import abstractmethod
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any, ClassVar, TypeVar
+
+import ccxt.async_support as ccxt
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_after_attempt,
+)
+
+from app.exchanges.base import (
+    QUOTE_ASSET,
+    ExchangeAdapter,
+    KeyPermissions,
+    MarketInfo,
+    Order,
+    OrderRequest,
+    OrderType,
+)
+from app.exchanges.errors import (
+    AuthenticationFailed,
+    ExchangeError,
+    InsufficientFunds,
+    OrderNotFound,
+    OrderRejected,
+    OutcomeUnknown,
+    RetryLater,
+)
+from app.exchanges.request_budget import RequestBudget
+from app.exchanges.symbols import canonical_symbol
+from app.logging.logger import get_logger
+
+log = get_logger("exchanges")
+
+T = TypeVar("T")
+
+MARKETS_MAX_AGE_S = 3600.0
+TICKER_MAX_AGE_S = 2.0
+# Looking an order up after an unknown outcome: how long to keep looking before deciding the
+# exchange never accepted it.
+LOOKUP_DELAYS_S = (0.2, 0.5, 1.0, 2.0)
+READ_ATTEMPTS = 3
+
+
+def dec(value: Any) -> Decimal | None:
+    """A decimal from an exchange's raw field ("0.001", 12, "", None) — None when absent."""
+    if value is None or value == "":
+        return None
+    try:
+        result = Decimal(str(value))
+    except InvalidOperation:
+        return None
+    return result if result.is_finite() else None
+
+
+def dec0(value: Any) -> Decimal:
+    return dec(value) or Decimal(0)
+
+
+def ms_to_datetime(value: Any) -> datetime:
+    """Exchange timestamps are epoch milliseconds (int or str); now when missing."""
+    try:
+        return datetime.fromtimestamp(int(value) / 1000, tz=UTC)
+    except (TypeError, ValueError):
+        return datetime.now(UTC)
+
+
+def plain(value: Decimal) -> str:
+    """A decimal as the exchange wants it: no exponent, no trailing zeros."""
+    text = format(value.normalize(), "f")
+    return text
+
+
+@dataclass(frozen=True)
+class ExchangeEndpoint:
+    """Which of an exchange's environments a client talks to. `api_urls` overrides ccxt's
+    URLs (a local stand-in of the exchange); None uses the real ones."""
+
+    mode: str  # "live" | "demo"
+    api_urls: Mapping[str, str] | None = None
+
+    @property
+    def cache_key(self) -> tuple[str, str]:
+        return (self.mode, repr(sorted((self.api_urls or {}).items())))
+
+
+def translate(exc: Exception, *, sent: bool) -> ExchangeError:
+    """A ccxt exception as an `ExchangeError`, chosen by what the caller must do.
+
+    `sent` says whether the request could have changed something on the exchange (create,
+    cancel, leverage): then a lost answer is `OutcomeUnknown`; for a read it is `RetryLater`.
+    """
+    message = str(exc)[:500]
+    if isinstance(exc, ExchangeError):
+        return exc
+    if isinstance(exc, ccxt.RateLimitExceeded | ccxt.DDoSProtection):
+        return RetryLater(f"rate limited by the exchange: {message}", code="rate_limited")
+    if isinstance(exc, ccxt.OnMaintenance):
+        return RetryLater(f"the exchange is under maintenance: {message}", code="maintenance")
+    if isinstance(exc, ccxt.InvalidNonce):
+        # A request outside the exchange's receive window is refused before it is processed.
+        return RetryLater(f"request timestamp refused: {message}", code="timestamp_refused")
+    if isinstance(exc, ccxt.NetworkError):  # timeouts, 5xx, connection failures
+        if sent:
+            return OutcomeUnknown(f"no answer from the exchange: {message}")
+        return RetryLater(f"exchange unreachable: {message}", code="exchange_unreachable")
+    if isinstance(exc, ccxt.InsufficientFunds):
+        return InsufficientFunds(f"insufficient margin on the exchange account: {message}")
+    if isinstance(exc, ccxt.AuthenticationError | ccxt.PermissionDenied | ccxt.AccountSuspended):
+        return AuthenticationFailed(f"the exchange refused the API key: {message}")
+    if isinstance(exc, ccxt.OrderNotFound):
+        return OrderNotFound(message)
+    if isinstance(exc, ccxt.BadSymbol):
+        return OrderRejected(f"the exchange does not list this market: {message}",
+                             code="unknown_symbol")  # fmt: skip
+    if isinstance(exc, ccxt.ExchangeError):  # the exchange answered and said no
+        return OrderRejected(
+            f"the exchange refused the request: {message}", code="exchange_refused"
+        )
+    return ExchangeError(f"{type(exc).__name__}: {message}")
+
+
+class MarketCatalog:
+    """Markets of one exchange environment, loaded once and shared by every client of it."""
+
+    def __init__(self, max_age_s: float = MARKETS_MAX_AGE_S) -> None:
+        self.max_age_s = max_age_s
+        self.markets: dict[str, Any] | None = None
+        self.by_canonical: dict[str, str] = {}
+        self.loaded_at = 0.0
+        self._lock = asyncio.Lock()
+
+    async def attach(self, client: ccxt.Exchange) -> None:
+        """Give `client` the loaded markets, loading them through it when needed."""
+        if self.markets is None or time.monotonic() - self.loaded_at > self.max_age_s:
+            async with self._lock:
+                if self.markets is None or time.monotonic() - self.loaded_at > self.max_age_s:
+                    markets = await client.load_markets(reload=True)
+                    self._index(markets)
+                    return
+        if client.markets is not self.markets:
+            client.set_markets(self.markets)
+
+    def _index(self, markets: dict[str, Any]) -> None:
+        by_canonical: dict[str, str] = {}
+        for symbol, market in markets.items():
+            if not (market.get("swap") and market.get("linear")):
+                continue
+            if market.get("settle") != QUOTE_ASSET or market.get("active") is False:
+                continue
+            try:
+                by_canonical[canonical_symbol(symbol)] = symbol
+            except ValueError:
+                continue
+        self.markets = markets
+        self.by_canonical = by_canonical
+        self.loaded_at = time.monotonic()
+
+
+def _note_retry(state: RetryCallState) -> None:
+    exc = state.outcome.exception() if state.outcome else None
+    log.info("exchange_read_retry", attempt=state.attempt_number,
+             error_type=type(exc).__name__ if exc else None)  # fmt: skip
+
+
+def _wait_retry_later(state: RetryCallState) -> float:
+    exc = state.outcome.exception() if state.outcome else None
+    hinted = getattr(exc, "retry_after_s", None)
+    backoff = min(2.0, 0.2 * 2 ** (state.attempt_number - 1))
+    return min(5.0, float(hinted)) if hinted else backoff
+
+
+class CcxtAdapter(ExchangeAdapter):
+    """One API key's account on a ccxt-backed exchange; see the module docstring.
+
+    The client is shared: `close()` releases nothing (the factory that owns the client closes
+    it with `close_client()` when the key is dropped or the engine stops).
+    """
+
+    exchange_id: ClassVar[str]  # ccxt's id
+    exchange_name: ClassVar[str]  # the engine's name: "binance", "bybit"
+    # Request weight the exchange allows per minute, per source address and per API key.
+    address_weight_per_min: ClassVar[int]
+    key_weight_per_min: ClassVar[int]
+    # Error codes meaning "an order with this client id already exists".
+    duplicate_codes: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(
+        self,
+        credentials_key: str,
+        secret: str,
+        *,
+        endpoint: ExchangeEndpoint,
+        catalog: MarketCatalog,
+        budget: RequestBudget | None = None,
+        timeout_ms: int = 10_000,
+        passphrase: str | None = None,
+        key_id: str | None = None,
+    ) -> None:
+        self.key_id = key_id  # the stored key's id, when it is one
+        self.endpoint = endpoint
+        self.catalog = catalog
+        self.budget = budget
+        self.client = self._make_client(credentials_key, secret, passphrase, timeout_ms)
+        self._tickers: dict[str, tuple[Decimal, float]] = {}
+        self._hedged: bool | None = None
+
+    # ------------------------------------------------------------------ client
+    def _make_client(
+        self, api_key: str, secret: str, passphrase: str | None, timeout_ms: int
+    ) -> ccxt.Exchange:
+        config: dict[str, Any] = {
+            "apiKey": api_key,
+            "secret": secret,
+            "timeout": timeout_ms,
+            # ccxt's own throttle is replaced by the shared budget (see `_throttle`).
+            "enableRateLimit": self.budget is not None,
+            "options": self.client_options(),
+        }
+        if passphrase:
+            config["password"] = passphrase
+        client: ccxt.Exchange = getattr(ccxt, self.exchange_id)(config)
+        if self.endpoint.mode == "demo":
+            client.enable_demo_trading(True)
+        if self.endpoint.api_urls is not None:
+            client.urls["api"] = dict(self.endpoint.api_urls)
+        if self.budget is not None:
+            client.throttle = self._throttle
+        return client
+
+    async def _throttle(self, cost: float | None = None) -> None:
+        assert self.budget is not None
+        await self.budget.acquire(float(cost or 1))
+
+    @abstractmethod
+    def client_options(self) -> dict[str, Any]:
+        """ccxt options of this exchange's client."""
+
+    @property
+    def name(self) -> str:
+        return self.exchange_name
+
+    async def close(self) -> None:
+        """Nothing to release per use; see `close_client`."""
+
+    async def close_client(self) -> None:
+        await self.client.close()
+
+    # ------------------------------------------------------------------ calls
+    async def call(self, fn: Callable[[], Awaitable[T]], *, sent: bool = False) -> T:
+        """Run one ccxt call, translating its errors; a rate limit bans the egress address."""
+        try:
+            return await fn()
+        except Exception as exc:
+            error = translate(exc, sent=sent)
+            if isinstance(error, RetryLater) and error.code == "rate_limited":
+                error.retry_after_s = self._retry_after()
+                if self.budget is not None:
+                    await self.budget.ban_address(error.retry_after_s or 1.0)
+            raise error from exc
+
+    async def read(self, fn: Callable[[], Awaitable[T]]) -> T:
+        """A read, retried with backoff while the exchange says "later" (safe: reads change
+        nothing)."""
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type(RetryLater),
+            stop=stop_after_attempt(READ_ATTEMPTS),
+            wait=_wait_retry_later,
+            before_sleep=_note_retry,
+            reraise=True,
+        ):
+            with attempt:
+                return await self.call(fn)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _retry_after(self) -> float:
+        headers = self.client.last_response_headers or {}
+        for name in ("Retry-After", "retry-after"):
+            if name in headers:
+                try:
+                    return max(0.0, float(str(headers[name])))
+                except (TypeError, ValueError):
+                    break
+        return 1.0
+
+    async def ensure_markets(self) -> None:
+        await self.read(lambda: self.catalog.attach(self.client))
+
+    async def unified_symbol(self, symbol: str) -> str:
+        await self.ensure_markets()
+        unified = self.catalog.by_canonical.get(symbol)
+        if unified is None:
+            raise OrderRejected(
+                f"{symbol} is not a USDT perpetual listed on {self.exchange_name}",
+                code="unknown_symbol",
+            )
+        return unified
+
+    # ------------------------------------------------------------------ markets, prices
+    async def market(self, symbol: str) -> MarketInfo:
+        unified = await self.unified_symbol(symbol)
+        return self.market_info(symbol, self.client.market(unified))
+
+    @abstractmethod
+    def market_info(self, symbol: str, market: dict[str, Any]) -> MarketInfo:
+        """Trading rules from a loaded ccxt market (read from its raw `info`)."""
+
+    async def get_ticker_price(self, symbol: str) -> Decimal:
+        cached = self._tickers.get(symbol)
+        if cached is not None and time.monotonic() - cached[1] < TICKER_MAX_AGE_S:
+            return cached[0]
+        unified = await self.unified_symbol(symbol)
+        ticker = await self.read(lambda: self.client.fetch_ticker(unified))
+        price = self.ticker_price(ticker)
+        if price is None or price <= 0:
+            raise RetryLater(f"{self.exchange_name} gave no price for {symbol}",
+                             code="no_price")  # fmt: skip
+        self._tickers[symbol] = (price, time.monotonic())
+        return price
+
+    @abstractmethod
+    def ticker_price(self, ticker: dict[str, Any]) -> Decimal | None:
+        """The last price in a ccxt ticker, from its raw `info`."""
+
+    # ------------------------------------------------------------------ orders
+    async def prepare(self, req: OrderRequest) -> tuple[str, MarketInfo, Decimal, Decimal | None]:
+        """(unified symbol, market, amount, trigger) for `req`, or OrderRejected before any
+        order request is sent."""
+        unified = await self.unified_symbol(req.symbol)
+        market = self.market_info(req.symbol, self.client.market(unified))
+        amount = market.floor_amount(req.quantity)
+        if amount <= 0 or amount < market.min_amount:
+            raise OrderRejected(
+                f"quantity {req.quantity} {market.base} is below {req.symbol}'s minimum order"
+                f" of {market.min_amount} {market.base} on {self.exchange_name}",
+                code="below_min_amount",
+            )
+        trigger = None
+        if req.stop_price is not None:
+            trigger = market.floor_price(req.stop_price)
+            if trigger <= 0:
+                raise OrderRejected(f"trigger price {req.stop_price} is not a valid price",
+                                    code="invalid_price")  # fmt: skip
+        if not req.reduce_only:
+            reference = req.price or trigger or await self.get_ticker_price(req.symbol)
+            notional = amount * reference
+            if notional < market.min_notional:
+                raise OrderRejected(
+                    f"order value {notional.quantize(Decimal('0.01'))} {market.quote} is below"
+                    f" {req.symbol}'s minimum of {market.min_notional} {market.quote} on"
+                    f" {self.exchange_name}",
+                    code="below_min_notional",
+                )
+        return unified, market, amount, trigger
+
+    async def create_order(self, req: OrderRequest) -> Order:
+        unified, _market, amount, trigger = await self.prepare(req)
+        conditional = self.is_conditional(req.type)
+        existing = await self.find_order(unified, req.client_order_id, conditional=conditional)
+        if existing is not None:  # idempotent on the client id
+            return existing
+        hedged = await self.is_hedged(req.symbol)
+        for attempt in (1, 2):
+            try:
+                order = await self.call(
+                    lambda: self.submit(unified, req, amount, trigger, hedged), sent=True
+                )
+            except OrderRejected as exc:
+                if any(code in exc.message for code in self.duplicate_codes):
+                    found = await self._look_up(req)
+                    if found is not None:
+                        return found
+                raise
+            except OutcomeUnknown as exc:
+                log.warning("order_outcome_unknown", client_order_id=req.client_order_id,
+                            attempt=attempt, error=exc.message[:200])  # fmt: skip
+                found = await self._look_up(req)
+                if found is not None:
+                    return found
+                if attempt == 2:
+                    raise
+                continue  # not on the exchange after every look: send the same request again
+            return order
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _look_up(self, req: OrderRequest) -> Order | None:
+        """The order with `req`'s client id, looked for until LOOKUP_DELAYS_S run out."""
+        for delay in LOOKUP_DELAYS_S:
+            await asyncio.sleep(delay)
+            try:
+                found = await self.find_order(
+                    await self.unified_symbol(req.symbol),
+                    req.client_order_id,
+                    conditional=self.is_conditional(req.type),
+                )
+            except RetryLater:
+                continue
+            if found is not None:
+                log.info("order_found_after_unknown_outcome",
+                         client_order_id=req.client_order_id)  # fmt: skip
+                return found
+        return None
+
+    @abstractmethod
+    async def submit(
+        self,
+        unified: str,
+        req: OrderRequest,
+        amount: Decimal,
+        trigger: Decimal | None,
+        hedged: bool,
+    ) -> Order:
+        """Send the order (may raise ccxt exceptions; `call` translates them)."""
+
+    @abstractmethod
+    async def find_order(self, unified: str, client_order_id: str, *, conditional: bool
+                         ) -> Order | None:  # fmt: skip
+        """The order placed with `client_order_id` (a conditional one when `conditional`:
+        some exchanges keep those apart), or None."""
+
+    async def get_order(
+        self, symbol: str, *, order_id: str | None = None, client_order_id: str | None = None
+    ) -> Order | None:
+        if (order_id is None) == (client_order_id is None):
+            raise ValueError("give exactly one of order_id and client_order_id")
+        unified = await self.unified_symbol(symbol)
+        if client_order_id is not None:
+            for conditional in (False, True):
+                found = await self.find_order(unified, client_order_id, conditional=conditional)
+                if found is not None:
+                    return found
+            return None
+        assert order_id is not None
+        return await self.find_order_by_id(unified, order_id)
+
+    @abstractmethod
+    async def find_order_by_id(self, unified: str, order_id: str) -> Order | None: ...
+
+    async def cancel_order(
+        self, symbol: str, *, order_id: str | None = None, client_order_id: str | None = None
+    ) -> Order:
+        order = await self.get_order(symbol, order_id=order_id, client_order_id=client_order_id)
+        if order is None:
+            raise OrderNotFound(f"no order {order_id or client_order_id} on {symbol}")
+        if not order.is_open:
+            return order
+        unified = await self.unified_symbol(symbol)
+        with contextlib.suppress(OrderNotFound, OutcomeUnknown, RetryLater):
+            # Filled or canceled meanwhile, or no answer: the order's state afterwards tells.
+            await self.call(lambda: self.send_cancel(unified, order), sent=True)
+        after = await self.find_order_by_id(unified, order.order_id)
+        if after is None:
+            raise OrderNotFound(f"order {order.order_id} vanished from {symbol}")
+        if after.is_open:
+            raise OutcomeUnknown(f"order {order.order_id} is still open after the cancel")
+        return after
+
+    @abstractmethod
+    async def send_cancel(self, unified: str, order: Order) -> None:
+        """Ask the exchange to cancel `order` (ccxt exceptions are translated by the caller)."""
+
+    @staticmethod
+    def is_conditional(order_type: OrderType) -> bool:
+        return order_type in (OrderType.STOP_MARKET, OrderType.TAKE_PROFIT_MARKET)
+
+    async def is_hedged(self, symbol: str) -> bool:
+        """Whether the account runs in hedge mode (long and short positions side by side);
+        read from the exchange once per adapter."""
+        if self._hedged is None:
+            self._hedged = await self.fetch_hedge_mode(symbol)
+        return self._hedged
+
+    @abstractmethod
+    async def fetch_hedge_mode(self, symbol: str) -> bool: ...
+
+    # ------------------------------------------------------------------ keys
+    async def validate_credentials(self) -> bool:
+        try:
+            await self.read(self.client.fetch_balance)
+        except AuthenticationFailed:
+            return False
+        return True
+
+    @abstractmethod
+    async def key_permissions(self) -> KeyPermissions:
+        """What the key may do, as the exchange reports it (AuthenticationFailed when the
+        exchange refuses the key)."""
