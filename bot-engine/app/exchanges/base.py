@@ -132,6 +132,10 @@ class Position:
 
 @dataclass(frozen=True)
 class Balance:
+    """One asset of a futures account: `total` is the margin balance (wallet balance plus
+    unrealised PnL), `locked` the margin held by positions and resting orders, `free` what
+    is left for new orders."""
+
     asset: str
     free: Decimal
     locked: Decimal

@@ -20,6 +20,8 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+import ccxt.async_support as ccxt
+
 from app.exchanges.base import (
     Balance,
     KeyPermissions,
@@ -39,7 +41,9 @@ ALGO_PREFIX = "algo:"
 # Binance USDⓈ-M request weights: 2,400 per minute per IP; orders 1,200 per minute per account.
 ADDRESS_WEIGHT_PER_MIN = 2400
 KEY_WEIGHT_PER_MIN = 1200
-DEFAULT_MAX_LEVERAGE = 125  # exchangeInfo has no leverage; the exchange's bracket still applies
+DEFAULT_MAX_LEVERAGE = 125
+# Positions are read from positionRisk v2, the version that reports each symbol's leverage.
+V2 = {"useV2": True}  # exchangeInfo has no leverage; the exchange's bracket still applies
 
 _STATUS = {
     "NEW": OrderStatus.OPEN,
@@ -89,6 +93,14 @@ class BinanceAdapter(CcxtAdapter):
             "adjustForTimeDifference": False,
             "warnOnFetchOpenOrdersWithoutSymbol": False,
         }
+
+    def keep_host_behaviour(self, client: ccxt.Exchange) -> None:
+        # ccxt chooses its USDⓈ-M error table (-2019 InsufficientFunds, -2021, -2022, -4116
+        # InvalidOrder, ...) by the request host `fapi.binance.com`; another host would get
+        # only the table shared by every Binance market, where those codes are bare errors.
+        linear = client.exceptions.get("linear") or {}
+        for kind in ("exact", "broad"):
+            client.exceptions[kind] = client.exceptions[kind] | linear.get(kind, {})
 
     # ------------------------------------------------------------------ markets
     def market_info(self, symbol: str, market: dict[str, Any]) -> MarketInfo:
@@ -157,7 +169,12 @@ class BinanceAdapter(CcxtAdapter):
         params: dict[str, Any] = {"clientOrderId": client_order_id}
         if conditional:
             params["trigger"] = True
-        return await self._fetch(unified, None, params)
+        found = await self._fetch(unified, None, params)
+        if not conditional and found is not None and self.is_conditional(found.type):
+            # The market order a triggered stop or take profit placed carries the
+            # conditional order's client id: the conditional order (with these fills) it is.
+            return await self._fetch(unified, None, params | {"trigger": True}) or found
+        return found
 
     async def find_order_by_id(self, unified: str, order_id: str) -> Order | None:
         if order_id.startswith(ALGO_PREFIX):
@@ -280,11 +297,11 @@ class BinanceAdapter(CcxtAdapter):
 
     async def get_positions(self) -> list[Position]:
         await self.ensure_markets()
-        return self._positions(await self.read(lambda: self.client.fetch_positions()))
+        return self._positions(await self.read(lambda: self.client.fetch_positions(None, V2)))
 
     async def get_position(self, symbol: str) -> Position | None:
         unified = await self.unified_symbol(symbol)
-        found = self._positions(await self.read(lambda: self.client.fetch_positions([unified])))
+        found = self._positions(await self.read(lambda: self.client.fetch_positions([unified], V2)))
         mine = [p for p in found if p.symbol == symbol]
         return max(mine, key=lambda p: p.quantity) if mine else None
 
@@ -299,9 +316,11 @@ class BinanceAdapter(CcxtAdapter):
             side = {"LONG": "long", "SHORT": "short"}.get(
                 side_flag, "long" if amount > 0 else "short"
             )
-            leverage = info.get("leverage") or entry.get("leverage") or 1
-            margin = _positive(info.get("isolatedMargin")) or _positive(
-                info.get("positionInitialMargin") or info.get("initialMargin")
+            leverage = int(dec(info.get("leverage")) or dec(entry.get("leverage")) or 1)
+            margin = (
+                _positive(info.get("isolatedMargin"))
+                or _positive(info.get("positionInitialMargin") or info.get("initialMargin"))
+                or abs(dec0(info.get("notional"))) / leverage
             )
             positions.append(
                 Position(
@@ -311,7 +330,7 @@ class BinanceAdapter(CcxtAdapter):
                     entry_price=dec0(info.get("entryPrice")),
                     mark_price=_positive(info.get("markPrice")),
                     unrealized_pnl=dec(info.get("unRealizedProfit")),
-                    leverage=int(Decimal(str(leverage))),
+                    leverage=leverage,
                     liquidation_price=_positive(info.get("liquidationPrice")),
                     margin=margin,
                 )
@@ -328,7 +347,10 @@ class BinanceAdapter(CcxtAdapter):
         rows = info.get("assets", []) if isinstance(info, dict) else info
         balances = []
         for row in rows:
-            total = dec0(row.get("walletBalance") or row.get("balance"))
+            wallet = dec0(row.get("walletBalance") or row.get("balance"))
+            total = dec(row.get("marginBalance"))
+            if total is None:
+                total = wallet + dec0(row.get("unrealizedProfit") or row.get("crossUnPnl"))
             free = dec0(row.get("availableBalance"))
             if total == 0 and free == 0:
                 continue

@@ -303,7 +303,9 @@ class BybitAdapter(CcxtAdapter):
     async def get_balances(self) -> list[Balance]:
         balances = []
         for coin in await self._coins():
-            total = dec0(coin.get("walletBalance"))
+            total = dec(coin.get("equity"))
+            if total is None:
+                total = dec0(coin.get("walletBalance")) + dec0(coin.get("unrealisedPnl"))
             locked = (
                 dec0(coin.get("locked"))
                 + dec0(coin.get("totalPositionIM"))

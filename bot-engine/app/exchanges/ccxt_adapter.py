@@ -255,6 +255,7 @@ class CcxtAdapter(ExchangeAdapter):
             client.enable_demo_trading(True)
         if self.endpoint.api_urls is not None:
             client.urls["api"] = dict(self.endpoint.api_urls)
+            self.keep_host_behaviour(client)
         if self.budget is not None:
             client.throttle = self._throttle
         return client
@@ -266,6 +267,10 @@ class CcxtAdapter(ExchangeAdapter):
     @abstractmethod
     def client_options(self) -> dict[str, Any]:
         """ccxt options of this exchange's client."""
+
+    def keep_host_behaviour(self, client: ccxt.Exchange) -> None:
+        """With replaced API URLs, give `client` whatever ccxt derives from the exchange's
+        real host name (nothing, unless a subclass says otherwise)."""
 
     @property
     def name(self) -> str:
@@ -364,7 +369,7 @@ class CcxtAdapter(ExchangeAdapter):
             raise OrderRejected(
                 f"quantity {req.quantity} {market.base} is below {req.symbol}'s minimum order"
                 f" of {market.min_amount} {market.base} on {self.exchange_name}",
-                code="below_min_amount",
+                code="quantity_below_minimum",
             )
         trigger = None
         if req.stop_price is not None:
@@ -380,7 +385,7 @@ class CcxtAdapter(ExchangeAdapter):
                     f"order value {notional.quantize(Decimal('0.01'))} {market.quote} is below"
                     f" {req.symbol}'s minimum of {market.min_notional} {market.quote} on"
                     f" {self.exchange_name}",
-                    code="below_min_notional",
+                    code="notional_below_minimum",
                 )
         return unified, market, amount, trigger
 

@@ -64,7 +64,8 @@ Storage is plain SQL on the asyncpg pool, in as few round trips as the guarantee
   does not exist yet reads as a fresh one holding the starting balance. A read may be up to
   50 ms old when the same instance read the account that recently (the executor's
   `get_position` then `get_equity`), never after the instance's own write: after a write,
-  it reads again, so it never returns a state older than the instance's own last write.
+  it reads again, so it never returns a state older than the instance's own last write,
+  nor older than an order `get_order` returned.
 """
 
 from __future__ import annotations
@@ -707,6 +708,9 @@ class PaperExchange(ExchangeAdapter):
         _one_id(order_id, client_order_id)
         async with self._pool.acquire() as conn:
             row = await self._find_order(conn, symbol, order_id, client_order_id)
+        if self._known_read_at is not None:
+            # The order was read now: no later read may answer from an older book.
+            self._known_read_at = float("-inf")
         return None if row is None else _to_order(row)
 
     async def get_open_orders(self, symbol: str | None = None) -> list[Order]:

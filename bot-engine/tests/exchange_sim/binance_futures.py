@@ -47,7 +47,6 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
-from http.server import BaseHTTPRequestHandler
 from typing import Any, Literal, NamedTuple
 from urllib.parse import parse_qsl, urlsplit
 
@@ -64,7 +63,7 @@ from tests.exchange_sim.binance_public import (
     FuturesMarket,
     paper_futures_markets,
 )
-from tests.support.http_server import BackgroundHttpServer, OwnedHttpServer
+from tests.support.http_server import BackgroundHttpServer, KeepAliveHandler, OwnedHttpServer
 
 ORDER = "/fapi/v1/order"
 OPEN_ORDER = "/fapi/v1/openOrder"
@@ -324,9 +323,8 @@ class _Route:
     trading: bool  # a TRADE endpoint: refused to keys without futures trading permission
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(KeepAliveHandler):
     server: OwnedHttpServer
-    protocol_version = "HTTP/1.1"
 
     def do_GET(self) -> None:
         self._serve("GET")

@@ -27,13 +27,12 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from app.exchanges.price_feed import base_price
 from app.exchanges.symbols import PAPER_MARKETS
-from tests.support.http_server import BackgroundHttpServer, OwnedHttpServer
+from tests.support.http_server import BackgroundHttpServer, KeepAliveHandler, OwnedHttpServer
 
 EXCHANGE_INFO = "/fapi/v1/exchangeInfo"
 TICKER_24HR = "/fapi/v1/ticker/24hr"
@@ -160,9 +159,8 @@ class _Failure:
     path: str | None
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(KeepAliveHandler):
     server: OwnedHttpServer
-    protocol_version = "HTTP/1.1"
 
     def do_GET(self) -> None:
         parts = urlsplit(self.path)

@@ -47,7 +47,6 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal, InvalidOperation
-from http.server import BaseHTTPRequestHandler
 from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, urlsplit
 
@@ -56,7 +55,7 @@ import ccxt.async_support as ccxt_async
 from app.exchanges.base import MarketInfo
 from app.exchanges.price_feed import base_price
 from app.exchanges.symbols import PAPER_MARKETS
-from tests.support.http_server import BackgroundHttpServer, OwnedHttpServer
+from tests.support.http_server import BackgroundHttpServer, KeepAliveHandler, OwnedHttpServer
 
 MARKET_TIME = "/v5/market/time"
 INSTRUMENTS_INFO = "/v5/market/instruments-info"
@@ -319,9 +318,8 @@ class _Route(NamedTuple):
     writes: bool  # needs a key allowed to trade
 
 
-class _RequestHandler(BaseHTTPRequestHandler):
+class _RequestHandler(KeepAliveHandler):
     server: OwnedHttpServer
-    protocol_version = "HTTP/1.1"
 
     def do_GET(self) -> None:
         self._serve()

@@ -13,13 +13,12 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from tests.support.http_server import BackgroundHttpServer, OwnedHttpServer
+from tests.support.http_server import BackgroundHttpServer, KeepAliveHandler, OwnedHttpServer
 
 POOL_ID = "us-east-1_TestPool"
 CLIENT_ID = "test-app-client"
@@ -64,9 +63,8 @@ class SigningKey:
         )
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(KeepAliveHandler):
     server: OwnedHttpServer
-    protocol_version = "HTTP/1.1"
 
     def do_GET(self) -> None:
         owner = self.server.owner

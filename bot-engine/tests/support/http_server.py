@@ -9,6 +9,15 @@ from types import TracebackType
 from typing import Any, Self
 
 
+class KeepAliveHandler(BaseHTTPRequestHandler):
+    """HTTP/1.1 with persistent connections, as the real services speak it. Nagle's algorithm
+    is off: headers and body leave in separate writes, and with Nagle on the body would wait
+    for the client's delayed ACK (about 40 ms per request)."""
+
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+
+
 class OwnedHttpServer(ThreadingHTTPServer):
     daemon_threads = True
     owner: Any  # the BackgroundHttpServer whose state handlers read
