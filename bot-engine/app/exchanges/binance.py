@@ -84,7 +84,11 @@ class BinanceAdapter(CcxtAdapter):
     exchange_name = "binance"
     address_weight_per_min = ADDRESS_WEIGHT_PER_MIN
     key_weight_per_min = KEY_WEIGHT_PER_MIN
-    duplicate_codes = ("-4116", "-20132")
+    duplicate_codes = frozenset({"-4116", "-20132"})
+    position_mode_codes = frozenset({"-4061"})
+    # Unknown error, internal error, unexpected response, backend timeout, overloaded: Binance
+    # says the execution status of the request is unknown.
+    unknown_outcome_codes = frozenset({"-1000", "-1001", "-1006", "-1007", "-1008"})
 
     def client_options(self) -> dict[str, Any]:
         return {

@@ -10,11 +10,16 @@ Bybit specifics this adapter handles:
   before fees and its fee is reported separately).
 - Hedge mode shows as `positionIdx` 1/2 on the account's positions.
 - Setting the leverage it already has answers 110043, which is success.
+- A rate limit is a 200 answer with retCode 10006; when it lifts is in
+  `X-Bapi-Limit-Reset-Timestamp`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -29,7 +34,14 @@ from app.exchanges.base import (
     OrderType,
     Position,
 )
-from app.exchanges.ccxt_adapter import CcxtAdapter, dec, dec0, ms_to_datetime, plain
+from app.exchanges.ccxt_adapter import (
+    CcxtAdapter,
+    answered,
+    dec,
+    dec0,
+    ms_to_datetime,
+    plain,
+)
 from app.exchanges.errors import (
     OrderRejected,
     OutcomeUnknown,
@@ -73,7 +85,8 @@ class BybitAdapter(CcxtAdapter):
     exchange_name = "bybit"
     address_weight_per_min = ADDRESS_WEIGHT_PER_MIN
     key_weight_per_min = KEY_WEIGHT_PER_MIN
-    duplicate_codes = ("110072",)
+    duplicate_codes = frozenset({"110072"})
+    position_mode_texts = ("position idx not match position mode",)  # a 10001 among many
 
     def client_options(self) -> dict[str, Any]:
         return {
@@ -83,6 +96,14 @@ class BybitAdapter(CcxtAdapter):
             "fetchCurrencies": False,
             "adjustForTimeDifference": False,
         }
+
+    def retry_after_hint(self, headers: Mapping[str, Any]) -> float | None:
+        # A rate-limited answer names when the limit resets, in epoch milliseconds.
+        reset = headers.get("x-bapi-limit-reset-timestamp")
+        if reset is not None:
+            with contextlib.suppress(ValueError):
+                return (int(str(reset)) - time.time() * 1000) / 1000
+        return super().retry_after_hint(headers)
 
     # ------------------------------------------------------------------ markets
     def market_info(self, symbol: str, market: dict[str, Any]) -> MarketInfo:
@@ -257,7 +278,7 @@ class BybitAdapter(CcxtAdapter):
         try:
             await self.read(lambda: self.client.set_leverage(leverage, unified))
         except OrderRejected as exc:
-            if "110043" not in exc.message:  # "leverage not modified": it already is
+            if not answered(exc, {"110043"}):  # "leverage not modified": it already is
                 raise
 
     async def get_positions(self) -> list[Position]:

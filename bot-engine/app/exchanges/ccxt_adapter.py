@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
 from abc import abstractmethod
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -35,7 +36,7 @@ import ccxt.async_support as ccxt
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
-    retry_if_exception_type,
+    retry_if_exception,
     stop_after_attempt,
 )
 
@@ -71,6 +72,7 @@ TICKER_MAX_AGE_S = 2.0
 # exchange never accepted it.
 LOOKUP_DELAYS_S = (0.2, 0.5, 1.0, 2.0)
 READ_ATTEMPTS = 3
+READ_RETRY_MAX_WAIT_S = 2.0
 
 
 def dec(value: Any) -> Decimal | None:
@@ -131,9 +133,9 @@ def translate(exc: Exception, *, sent: bool) -> ExchangeError:
     if isinstance(exc, ccxt.InvalidNonce):
         # A request outside the exchange's receive window is refused before it is processed.
         return RetryLater(f"request timestamp refused: {message}", code="timestamp_refused")
-    if isinstance(exc, ccxt.NetworkError):  # timeouts, 5xx, connection failures
+    if isinstance(exc, ccxt.OperationFailed):  # timeouts, 5xx, lost connections, garbled answers
         if sent:
-            return OutcomeUnknown(f"no answer from the exchange: {message}")
+            return OutcomeUnknown(f"no clear answer from the exchange: {message}")
         return RetryLater(f"exchange unreachable: {message}", code="exchange_unreachable")
     if isinstance(exc, ccxt.InsufficientFunds):
         return InsufficientFunds(f"insufficient margin on the exchange account: {message}")
@@ -149,6 +151,17 @@ def translate(exc: Exception, *, sent: bool) -> ExchangeError:
             f"the exchange refused the request: {message}", code="exchange_refused"
         )
     return ExchangeError(f"{type(exc).__name__}: {message}")
+
+
+_CODE = re.compile(r'"(?:code|retCode)"\s*:\s*"?(-?\d+)')
+
+
+def answered(error: Exception, codes: Collection[str] = (), texts: Collection[str] = ()) -> bool:
+    """Whether the exchange's answer behind `error` (ccxt puts the body in the message) has
+    one of the error `codes` (Binance `code`, Bybit `retCode`) or contains one of `texts`."""
+    message = str(error)
+    found = _CODE.search(message)
+    return (found is not None and found.group(1) in codes) or any(t in message for t in texts)
 
 
 class MarketCatalog:
@@ -194,11 +207,19 @@ def _note_retry(state: RetryCallState) -> None:
              error_type=type(exc).__name__ if exc else None)  # fmt: skip
 
 
+def _soon_retryable(exc: BaseException) -> bool:
+    """A read worth retrying in place: "later" that is soon. A longer wait is the caller's
+    (a signal goes back to its queue rather than hold its worker)."""
+    if not isinstance(exc, RetryLater):
+        return False
+    return exc.retry_after_s is None or exc.retry_after_s <= READ_RETRY_MAX_WAIT_S
+
+
 def _wait_retry_later(state: RetryCallState) -> float:
     exc = state.outcome.exception() if state.outcome else None
     hinted = getattr(exc, "retry_after_s", None)
-    backoff = min(2.0, 0.2 * 2 ** (state.attempt_number - 1))
-    return min(5.0, float(hinted)) if hinted else backoff
+    backoff = min(READ_RETRY_MAX_WAIT_S, 0.2 * 2 ** (state.attempt_number - 1))
+    return float(hinted) if hinted else backoff
 
 
 class CcxtAdapter(ExchangeAdapter):
@@ -214,7 +235,17 @@ class CcxtAdapter(ExchangeAdapter):
     address_weight_per_min: ClassVar[int]
     key_weight_per_min: ClassVar[int]
     # Error codes meaning "an order with this client id already exists".
-    duplicate_codes: ClassVar[tuple[str, ...]] = ()
+    duplicate_codes: ClassVar[frozenset[str]] = frozenset()
+    # Error codes (or texts) meaning "the order's position side does not match the account's
+    # position mode" (switched between one-way and hedge mode meanwhile): nothing was placed.
+    position_mode_codes: ClassVar[frozenset[str]] = frozenset()
+    position_mode_texts: ClassVar[tuple[str, ...]] = ()
+    # Error codes the exchange answers when it cannot tell whether it executed the request
+    # (its internal timeouts and failures), whatever exception ccxt raises for them.
+    unknown_outcome_codes: ClassVar[frozenset[str]] = frozenset()
+    # After an unknown outcome: when to look for the order again before deciding that the
+    # exchange never accepted it (a new order can take a moment to become visible).
+    lookup_delays_s: tuple[float, ...] = LOOKUP_DELAYS_S
 
     def __init__(
         self,
@@ -288,6 +319,8 @@ class CcxtAdapter(ExchangeAdapter):
         try:
             return await fn()
         except Exception as exc:
+            if answered(exc, self.unknown_outcome_codes):
+                exc = ccxt.ExchangeNotAvailable(str(exc))  # the exchange itself said so
             error = translate(exc, sent=sent)
             if isinstance(error, RetryLater) and error.code == "rate_limited":
                 error.retry_after_s = self._retry_after()
@@ -296,10 +329,10 @@ class CcxtAdapter(ExchangeAdapter):
             raise error from exc
 
     async def read(self, fn: Callable[[], Awaitable[T]]) -> T:
-        """A read, retried with backoff while the exchange says "later" (safe: reads change
-        nothing)."""
+        """A read, retried with backoff while the exchange says "later" and means within
+        READ_RETRY_MAX_WAIT_S (safe: reads change nothing)."""
         async for attempt in AsyncRetrying(
-            retry=retry_if_exception_type(RetryLater),
+            retry=retry_if_exception(_soon_retryable),
             stop=stop_after_attempt(READ_ATTEMPTS),
             wait=_wait_retry_later,
             before_sleep=_note_retry,
@@ -310,14 +343,18 @@ class CcxtAdapter(ExchangeAdapter):
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _retry_after(self) -> float:
-        headers = self.client.last_response_headers or {}
-        for name in ("Retry-After", "retry-after"):
-            if name in headers:
-                try:
-                    return max(0.0, float(str(headers[name])))
-                except (TypeError, ValueError):
-                    break
-        return 1.0
+        """Seconds the exchange asked us to wait, from its last answer's headers (1 s when it
+        said nothing)."""
+        headers = {k.lower(): v for k, v in (self.client.last_response_headers or {}).items()}
+        hinted = self.retry_after_hint(headers)
+        return 1.0 if hinted is None else max(0.0, hinted)
+
+    def retry_after_hint(self, headers: Mapping[str, Any]) -> float | None:
+        """The wait an answer's headers (names in lower case) ask for, in seconds."""
+        try:
+            return float(str(headers["retry-after"]))
+        except (KeyError, ValueError):
+            return None
 
     async def ensure_markets(self) -> None:
         await self.read(lambda: self.catalog.attach(self.client))
@@ -395,14 +432,30 @@ class CcxtAdapter(ExchangeAdapter):
         existing = await self.find_order(unified, req.client_order_id, conditional=conditional)
         if existing is not None:  # idempotent on the client id
             return existing
+        try:
+            return await self._send(unified, req, amount, trigger)
+        except OrderRejected as exc:
+            if not answered(exc, self.position_mode_codes, self.position_mode_texts):
+                raise
+        # The user switched between one-way and hedge mode on the exchange since it was read,
+        # and the exchange placed nothing: read the mode again and send the order its way.
+        log.info("position_mode_changed", client_order_id=req.client_order_id)
+        self._hedged = None
+        return await self._send(unified, req, amount, trigger)
+
+    async def _send(
+        self, unified: str, req: OrderRequest, amount: Decimal, trigger: Decimal | None
+    ) -> Order:
+        """Send a create. When its outcome is unknown the order is looked up by its client id;
+        only when it is still not there is the same request (same client id) sent once more."""
         hedged = await self.is_hedged(req.symbol)
         for attempt in (1, 2):
             try:
-                order = await self.call(
+                return await self.call(
                     lambda: self.submit(unified, req, amount, trigger, hedged), sent=True
                 )
             except OrderRejected as exc:
-                if any(code in exc.message for code in self.duplicate_codes):
+                if answered(exc, self.duplicate_codes):  # placed by an earlier, unanswered send
                     found = await self._look_up(req)
                     if found is not None:
                         return found
@@ -415,13 +468,11 @@ class CcxtAdapter(ExchangeAdapter):
                     return found
                 if attempt == 2:
                     raise
-                continue  # not on the exchange after every look: send the same request again
-            return order
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _look_up(self, req: OrderRequest) -> Order | None:
-        """The order with `req`'s client id, looked for until LOOKUP_DELAYS_S run out."""
-        for delay in LOOKUP_DELAYS_S:
+        """The order with `req`'s client id, looked for until `lookup_delays_s` run out."""
+        for delay in self.lookup_delays_s:
             await asyncio.sleep(delay)
             try:
                 found = await self.find_order(
