@@ -238,6 +238,12 @@ class ExchangeAdapter(ABC):
         """Orders still working, oldest first, of one symbol or of all."""
 
     @abstractmethod
+    async def get_filled_orders(self, symbol: str, since: datetime) -> list[Order]:
+        """Orders of `symbol` with fills since `since` (whoever placed them: the engine, the
+        exchange's website, a liquidation), with their fees and realised PnL, oldest first.
+        How far back an exchange can answer is its own limit (Binance: 7 days)."""
+
+    @abstractmethod
     async def get_positions(self) -> list[Position]:
         """Every open position."""
 

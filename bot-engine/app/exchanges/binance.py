@@ -17,6 +17,9 @@ Binance specifics this adapter handles:
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -42,6 +45,7 @@ ALGO_PREFIX = "algo:"
 ADDRESS_WEIGHT_PER_MIN = 2400
 KEY_WEIGHT_PER_MIN = 1200
 DEFAULT_MAX_LEVERAGE = 125
+HISTORY_WINDOW_MS = 7 * 24 * 3600 * 1000 - 60_000
 # Positions are read from positionRisk v2, the version that reports each symbol's leverage.
 V2 = {"useV2": True}  # exchangeInfo has no leverage; the exchange's bracket still applies
 
@@ -72,6 +76,27 @@ def _filter(info: dict[str, Any], name: str) -> dict[str, Any]:
         if entry.get("filterType") == name:
             return dict(entry)
     return {}
+
+
+@dataclass
+class _Fills:
+    """What an order's fills add up to."""
+
+    fee: Decimal = Decimal(0)
+    currency: str = "USDT"
+    realized_pnl: Decimal = Decimal(0)
+
+
+def _fills_by_order(trades: list[dict[str, Any]]) -> dict[str, _Fills]:
+    """ccxt trades (`userTrades`) summed per order id, from their raw fields."""
+    by_order: dict[str, _Fills] = {}
+    for trade in trades:
+        raw = trade["info"]
+        fills = by_order.setdefault(str(raw.get("orderId")), _Fills())
+        fills.fee += abs(dec0(raw.get("commission")))
+        fills.currency = raw.get("commissionAsset") or fills.currency
+        fills.realized_pnl += dec0(raw.get("realizedPnl"))
+    return by_order
 
 
 def _positive(value: Any) -> Decimal | None:
@@ -215,26 +240,42 @@ class BinanceAdapter(CcxtAdapter):
         orders += [await self._from_algo(o["symbol"], o["info"]) for o in algo]
         return sorted(orders, key=lambda o: o.created_at)
 
-    async def _fills(self, unified: str, order_id: Any) -> tuple[Decimal, str, Decimal]:
-        """(fee, fee currency, realised PnL) of a regular order, from its fills."""
+    async def _fills(self, unified: str, order_id: Any) -> _Fills:
+        """Fee and realised PnL of a regular order, from its fills."""
         trades = await self.read(
             lambda: self.client.fetch_my_trades(unified, None, None, {"orderId": order_id})
         )
-        fee, pnl, currency = Decimal(0), Decimal(0), "USDT"
-        for trade in trades:
-            raw = trade["info"]
-            if str(raw.get("orderId")) != str(order_id):
-                continue
-            fee += abs(dec0(raw.get("commission")))
-            currency = raw.get("commissionAsset") or currency
-            pnl += dec0(raw.get("realizedPnl"))
-        return fee, currency, pnl
+        return _fills_by_order(trades).get(str(order_id), _Fills())
 
-    async def _from_regular(self, unified: str, info: dict[str, Any]) -> Order:
+    async def get_filled_orders(self, symbol: str, since: datetime) -> list[Order]:
+        unified = await self.unified_symbol(symbol)
+        # userTrades and allOrders answer at most HISTORY_WINDOW_MS back.
+        since_ms = max(int(since.timestamp() * 1000), int(time.time() * 1000) - HISTORY_WINDOW_MS)
+        trades = await self.read(lambda: self.client.fetch_my_trades(unified, since_ms, 1000))
+        fills = _fills_by_order(trades)
+        if not fills:
+            return []
+        listed = await self.read(lambda: self.client.fetch_orders(unified, since_ms, 1000))
+        infos = {str(o["info"]["orderId"]): o["info"] for o in listed}
+        orders = []
+        for order_id, order_fills in fills.items():
+            info = infos.get(order_id)
+            if info is None:  # placed before `since`, filled after it
+                info = (await self._fetch_raw(unified, order_id))["info"]
+            orders.append(await self._from_regular(unified, info, order_fills))
+        return sorted(orders, key=lambda o: o.updated_at)
+
+    async def _fetch_raw(self, unified: str, order_id: str) -> dict[str, Any]:
+        found: dict[str, Any] = await self.read(lambda: self.client.fetch_order(order_id, unified))
+        return found
+
+    async def _from_regular(
+        self, unified: str, info: dict[str, Any], fills: _Fills | None = None
+    ) -> Order:
         filled = dec0(info.get("executedQty"))
-        fee, currency, pnl = Decimal(0), "USDT", Decimal(0)
-        if filled > 0:
-            fee, currency, pnl = await self._fills(unified, info["orderId"])
+        if fills is None:
+            fills = await self._fills(unified, info["orderId"]) if filled > 0 else _Fills()
+        fee, currency, pnl = fills.fee, fills.currency, fills.realized_pnl
         return Order(
             order_id=str(info["orderId"]),
             client_order_id=str(info.get("clientOrderId") or ""),

@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Mapping
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -53,7 +54,10 @@ from app.exchanges.symbols import canonical_symbol, split_symbol
 # per 5 s per IP; as weights per minute, with every request costing ccxt's endpoint cost.
 ADDRESS_WEIGHT_PER_MIN = 7200
 KEY_WEIGHT_PER_MIN = 600
-VISIBLE_DELAYS_S = (0.0, 0.1, 0.3, 0.6)  # a new order can take a moment to be readable
+VISIBLE_DELAYS_S = (0.0, 0.1, 0.3, 0.6)
+HISTORY_WINDOW_MS = (
+    7 * 24 * 3600 * 1000 - 60_000
+)  # order history answers 7 days at most  # a new order can take a moment to be readable
 
 _STATUS = {
     "New": OrderStatus.OPEN,
@@ -214,23 +218,49 @@ class BybitAdapter(CcxtAdapter):
             orders.append(await self._order(unified, raw))
         return sorted(orders, key=lambda o: o.created_at)
 
-    async def _realized(self, unified: str, order_id: str) -> Decimal:
-        """Gross realised PnL of an order's closing fills (0 when it closed nothing)."""
-        request = {"category": "linear", "symbol": self._market_id(unified), "limit": 100}
+    async def _realized_by_order(
+        self, unified: str, since_ms: int | None = None
+    ) -> dict[str, Decimal]:
+        """Gross realised PnL per order id, from the symbol's latest closed-PnL records."""
+        request: dict[str, Any] = {
+            "category": "linear", "symbol": self._market_id(unified), "limit": 100,
+        }  # fmt: skip
+        if since_ms is not None:
+            request["startTime"] = since_ms
         rows = _result_list(
             await self.read(lambda: self.client.private_get_v5_position_closed_pnl(request))
         )
-        total = Decimal(0)
+        totals: dict[str, Decimal] = {}
         for row in rows:
-            if str(row.get("orderId")) == order_id:
-                total += (
-                    dec0(row.get("closedPnl"))
-                    + dec0(row.get("openFee"))
-                    + dec0(row.get("closeFee"))
-                )
-        return total
+            # closedPnl is net of the opening and closing fees: add them back.
+            gross = (
+                dec0(row.get("closedPnl")) + dec0(row.get("openFee")) + dec0(row.get("closeFee"))
+            )
+            order_id = str(row.get("orderId"))
+            totals[order_id] = totals.get(order_id, Decimal(0)) + gross
+        return totals
 
-    async def _order(self, unified: str, raw: dict[str, Any]) -> Order:
+    async def get_filled_orders(self, symbol: str, since: datetime) -> list[Order]:
+        unified = await self.unified_symbol(symbol)
+        since_ms = max(int(since.timestamp() * 1000), int(time.time() * 1000) - HISTORY_WINDOW_MS)
+        request = {"category": "linear", "symbol": self._market_id(unified),
+                   "startTime": since_ms, "limit": 50}  # fmt: skip
+        rows = _result_list(
+            await self.read(lambda: self.client.private_get_v5_order_history(request))
+        )
+        filled = [row for row in rows if dec0(row.get("cumExecQty")) > 0]
+        if not filled:
+            return []
+        realized = await self._realized_by_order(unified, since_ms)
+        orders = [
+            await self._order(unified, row, realized.get(str(row["orderId"]), Decimal(0)))
+            for row in filled
+        ]
+        return sorted(orders, key=lambda o: o.updated_at)
+
+    async def _order(
+        self, unified: str, raw: dict[str, Any], realized: Decimal | None = None
+    ) -> Order:
         side = OrderSide(str(raw["side"]).lower())
         trigger = _positive(raw.get("triggerPrice"))
         if trigger is not None:
@@ -242,7 +272,11 @@ class BybitAdapter(CcxtAdapter):
             order_type = OrderType.LIMIT if raw.get("orderType") == "Limit" else OrderType.MARKET
         filled = dec0(raw.get("cumExecQty"))
         order_id = str(raw["orderId"])
-        pnl = await self._realized(unified, order_id) if filled > 0 else Decimal(0)
+        pnl = realized
+        if pnl is None:
+            pnl = Decimal(0)
+            if filled > 0:
+                pnl = (await self._realized_by_order(unified)).get(order_id, Decimal(0))
         return Order(
             order_id=order_id,
             client_order_id=str(raw.get("orderLinkId") or ""),

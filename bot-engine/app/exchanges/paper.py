@@ -313,6 +313,11 @@ SELECT {_ORDER_COLUMNS} FROM paper_orders WHERE account_id = $1 AND id = $2
 _ORDER_BY_CLIENT_ID = f"""
 SELECT {_ORDER_COLUMNS} FROM paper_orders WHERE account_id = $1 AND client_order_id = $2
 """  # noqa: S608 - composed of constants only
+_FILLED_SINCE = f"""
+SELECT {_ORDER_COLUMNS} FROM paper_orders
+WHERE account_id = $1 AND symbol = $2 AND filled_quantity > 0 AND updated_at >= $3
+ORDER BY updated_at, created_at
+"""  # noqa: S608 - composed of constants only
 _WORKING_PAIRS = f"""
 SELECT DISTINCT account_id, symbol FROM paper_orders WHERE {_IS_WORKING}
 ORDER BY account_id, symbol
@@ -712,6 +717,11 @@ class PaperExchange(ExchangeAdapter):
             # The order was read now: no later read may answer from an older book.
             self._known_read_at = float("-inf")
         return None if row is None else _to_order(row)
+
+    async def get_filled_orders(self, symbol: str, since: datetime) -> list[Order]:
+        self._market(symbol)
+        rows = await self._pool.fetch(_FILLED_SINCE, self.account_id, symbol, since)
+        return [_to_order(_OrderRow.from_record(row)) for row in rows]
 
     async def get_open_orders(self, symbol: str | None = None) -> list[Order]:
         if symbol is not None:

@@ -25,6 +25,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, fields
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -42,7 +43,7 @@ from app.exchanges.base import (
     OrderType,
     Position,
 )
-from app.exchanges.errors import AuthenticationFailed, OrderRejected
+from app.exchanges.errors import AuthenticationFailed, ExchangeError, OrderRejected
 from app.exchanges.factory import AdapterFactory, NoApiKey
 from app.logging.logger import get_logger
 from app.models.signal import PENDING_PREDICATE
@@ -51,6 +52,8 @@ from app.models.trade import WORKING_PREDICATE
 log = get_logger("trade")
 
 ENTRY, CLOSE, STOP, TAKE, UNPROTECTED_CLOSE = "e", "c", "s", "t", "x"
+# Fills up to this long before a position's row was written may still be its own.
+EXTERNAL_FILL_LOOKBACK = timedelta(minutes=1)
 
 
 def client_order_id(signal_id: uuid.UUID, leg: str) -> str:
@@ -202,8 +205,29 @@ _MARK_NEVER_SENT = (
     "UPDATE real_trades SET status = 'failed' WHERE user_id = $1 AND client_order_id = $2"
 )
 _OPEN_POSITION = """
-    SELECT id, side, signal_id FROM real_positions
+    SELECT id, side, quantity, signal_id, opened_at FROM real_positions
     WHERE user_id = $1 AND exchange = $2 AND symbol = $3 AND status = 'open'
+"""
+# The orders the database knows on a symbol since a time, by either id.
+_KNOWN_ORDERS = """
+    SELECT client_order_id, exchange_order_id FROM real_trades
+    WHERE user_id = $1 AND exchange = $2 AND symbol = $3 AND created_at >= $4
+"""
+# A fill the engine did not place (the exchange's website, a liquidation, another tool).
+# `reduce_only` records whether it reduced the position, whatever flag the order carried.
+_RECORD_EXTERNAL = """
+    INSERT INTO real_trades (user_id, exchange, symbol, side, order_type, reduce_only, quantity,
+                             price, status, client_order_id, exchange_order_id, filled_quantity,
+                             avg_fill_price, fee, fee_currency, realized_pnl, executed_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+    ON CONFLICT (user_id, client_order_id) DO NOTHING
+"""
+_HAS_CLOSING_FILL = """
+    SELECT EXISTS (
+        SELECT 1 FROM real_trades
+        WHERE user_id = $1 AND exchange = $2 AND symbol = $3 AND reduce_only
+          AND position_id IS NULL AND filled_quantity > 0
+    )
 """
 # A position's closing trades are the reduce-only fills on its symbol since it opened.
 _CLOSE_POSITION = """
@@ -610,17 +634,27 @@ class SignalExecutor:
         *,
         signal: QueuedSignal | None = None,
     ) -> None:
-        """Bring trades and the position of (user, exchange, symbol) in line with the exchange.
+        """Bring trades and the position of (user, exchange, symbol) in line with the exchange,
+        which is the source of truth.
+
+        - Working trades are read back by client id: fills, cancels and orders whose outcome
+          was unknown are recorded; a trade never sent (the process died first) is failed.
+        - With no position left, resting stops and targets are orphans that would act on the
+          next position: they are canceled.
+        - When the position moved in ways the engine's own orders do not show (a manual close
+          on the exchange's website, a liquidation), those fills are recorded too, so the
+          position closes with its real PnL; what is still unexplained is logged.
 
         `conn` must hold the key's lock (`key_lock`); the changes commit together."""
         # The position first: an order that fills after it was read is recorded now and its
         # position closed by the next sync, never closed without the fill that closed it.
         live = await adapter.get_position(symbol)
-        open_trades = await conn.fetch(_OPEN_TRADES, user_id, exchange, symbol)
         recorded: list[tuple[Any, ...]] = []
         never_sent: list[tuple[str, str]] = []
-        for trade in open_trades:
+        for trade in await conn.fetch(_OPEN_TRADES, user_id, exchange, symbol):
             order = await adapter.get_order(symbol, client_order_id=trade["client_order_id"])
+            if order is not None and live is None and order.is_open and order.reduce_only:
+                order = await _cancel_orphan(adapter, order)
             if order is not None:
                 if (_trade_status(order), order.filled_quantity) != (
                     trade["status"],
@@ -630,18 +664,34 @@ class SignalExecutor:
             elif trade["status"] == "pending":
                 # never reached the exchange (the process died before sending)
                 never_sent.append((user_id, trade["client_order_id"]))
+        db_open = await conn.fetchrow(_OPEN_POSITION, user_id, exchange, symbol)
+        external: list[tuple[Any, ...]] = []
+        if db_open is not None and (
+            live is None or (live.side, live.quantity) != (db_open["side"], db_open["quantity"])
+        ):
+            external = await self._external_fills(conn, adapter, user_id, exchange, symbol, db_open)
         async with conn.transaction():
             if recorded:
                 await conn.executemany(_RECORD_ORDER, recorded)
             if never_sent:
                 await conn.executemany(_MARK_NEVER_SENT, never_sent)
-            db_open = await conn.fetchrow(_OPEN_POSITION, user_id, exchange, symbol)
+            if external:
+                await conn.executemany(_RECORD_EXTERNAL, external)
             if db_open is not None and (live is None or live.side != db_open["side"]):
+                if not await conn.fetchval(_HAS_CLOSING_FILL, user_id, exchange, symbol):
+                    log.warning("position_unexplained", exchange=exchange, symbol=symbol,
+                                position_id=str(db_open["id"]), db_side=db_open["side"],
+                                db_quantity=db_open["quantity"], detail="closed without a fill"
+                                " on record")  # fmt: skip
                 await conn.execute(_CLOSE_POSITION, db_open["id"], user_id, exchange, symbol)
                 db_open = None
             if live is None:
                 return
             if db_open is None:
+                if signal is None:
+                    log.warning("position_unexplained", exchange=exchange, symbol=symbol,
+                                side=live.side, quantity=live.quantity,
+                                detail="opened on the exchange, not by a signal")  # fmt: skip
                 db_open = await conn.fetchrow(
                     _OPEN_NEW_POSITION,
                     user_id,
@@ -674,6 +724,70 @@ class SignalExecutor:
             assert db_open is not None
             if db_open["signal_id"] is not None:
                 await conn.execute(_ATTACH_TRADES, db_open["id"], db_open["signal_id"], CLOSE)
+
+    async def _external_fills(
+        self,
+        conn: Connection,
+        adapter: ExchangeAdapter,
+        user_id: str,
+        exchange: str,
+        symbol: str,
+        db_open: asyncpg.Record,
+    ) -> list[tuple[Any, ...]]:
+        """`_RECORD_EXTERNAL` rows for the fills on `symbol` since the position opened that
+        are not the engine's orders."""
+        since = db_open["opened_at"] - EXTERNAL_FILL_LOOKBACK
+        fills = await adapter.get_filled_orders(symbol, since)
+        if not fills:
+            return []
+        known = await conn.fetch(_KNOWN_ORDERS, user_id, exchange, symbol, since)
+        known_ids = {row["client_order_id"] for row in known}
+        known_ids |= {row["exchange_order_id"] for row in known}
+        reducing_side = OrderSide.SELL if db_open["side"] == "long" else OrderSide.BUY
+        rows = []
+        for order in fills:
+            if order.client_order_id in known_ids or order.order_id in known_ids:
+                continue
+            reduces = order.side == reducing_side
+            log.info("external_fill_recorded", symbol=symbol, order_id=order.order_id,
+                     client_order_id=order.client_order_id, side=order.side.value,
+                     filled=order.filled_quantity, avg_price=order.avg_fill_price,
+                     realized_pnl=order.realized_pnl, reduces=reduces)  # fmt: skip
+            rows.append(
+                (
+                    user_id,
+                    exchange,
+                    symbol,
+                    order.side.value,
+                    order.type.value,
+                    reduces,
+                    order.quantity if order.quantity > 0 else order.filled_quantity,
+                    order.price,
+                    _trade_status(order),
+                    (order.client_order_id or f"x-{order.order_id}")[:64],
+                    order.order_id,
+                    order.filled_quantity,
+                    order.avg_fill_price,
+                    order.fee,
+                    order.fee_currency,
+                    order.realized_pnl,
+                    order.updated_at,
+                )
+            )
+        return rows
+
+
+async def _cancel_orphan(adapter: ExchangeAdapter, order: Order) -> Order:
+    """Cancel a resting reduce-only order whose position is gone; the order as it is after
+    (unchanged when the exchange could not be asked: the next sync tries again)."""
+    try:
+        canceled = await adapter.cancel_order(order.symbol, order_id=order.order_id)
+    except ExchangeError as exc:  # gone meanwhile, or the exchange cannot answer now
+        log.warning("orphan_cancel_failed", order_id=order.order_id, error_code=exc.code)
+        return order
+    log.info("orphan_order_canceled", order_id=order.order_id,
+             client_order_id=order.client_order_id, type=order.type.value)  # fmt: skip
+    return canceled
 
 
 def _order_columns(user_id: str, order: Order) -> tuple[Any, ...]:

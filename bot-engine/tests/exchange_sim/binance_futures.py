@@ -866,6 +866,10 @@ class BinanceFuturesServer(BackgroundHttpServer):
         orders = [
             o for o in account.orders.values() if o.symbol == symbol and o.order_id >= from_id
         ]
+        if "startTime" in p:
+            orders = [o for o in orders if o.time_ms >= _int_param(p, "startTime")]
+        if "endTime" in p:
+            orders = [o for o in orders if o.time_ms <= _int_param(p, "endTime")]
         return [self._order_json(o) for o in orders[-limit:]]
 
     # ------------------------------------------------------------------ conditional orders

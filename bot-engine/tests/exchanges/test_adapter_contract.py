@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -359,3 +360,25 @@ async def test_cancel_ends_a_resting_order_once(venue: Venue) -> None:
     await venue.move_price(BTC, D("59000"))  # a canceled stop never fires
     position = await venue.adapter.get_position(BTC)
     assert position is not None and position.quantity == D("0.01")
+
+
+# --------------------------------------------------------------------------- history
+async def test_filled_orders_since_a_time_list_every_fill_of_the_symbol(venue: Venue) -> None:
+    since = datetime.now(UTC) - timedelta(seconds=5)
+    entry = await open_long(venue, "0.02")
+    stop = await venue.adapter.create_order(
+        trigger_order(OrderType.STOP_MARKET, SELL, "0.02", "60000")
+    )
+    await venue.adapter.create_order(market_order(SELL, "0.1", symbol=ETH))  # another symbol
+    await venue.move_price(BTC, D("59900"))
+
+    filled = await venue.adapter.get_filled_orders(BTC, since)
+    assert [o.client_order_id for o in filled] == [entry.client_order_id, stop.client_order_id]
+    first, last = filled
+    assert first.filled_quantity == last.filled_quantity == D("0.02")
+    assert first.avg_fill_price == entry.avg_fill_price and first.fee == entry.fee
+    assert first.realized_pnl == 0 and last.reduce_only
+    assert last.avg_fill_price is not None and entry.avg_fill_price is not None
+    assert last.realized_pnl == (last.avg_fill_price - entry.avg_fill_price) * D("0.02")
+    later = datetime.now(UTC) + timedelta(seconds=5)
+    assert await venue.adapter.get_filled_orders(BTC, later) == []
