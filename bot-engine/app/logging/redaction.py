@@ -2,7 +2,8 @@
 
 Two layers: values under sensitive keys are replaced whole, and every string anywhere in the
 event (including rendered exceptions) is scrubbed of things that look like credentials:
-bearer tokens, JWTs, webhook tokens, `token=` query parameters and passwords in URLs.
+bearer tokens, JWTs, webhook tokens, `token=` query parameters, passwords in URLs and exchange
+API keys in request headers.
 """
 
 from __future__ import annotations
@@ -49,6 +50,13 @@ _VALUE_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     ),
     (re.compile(r"(://[^/:@\s]+:)[^@/\s]+@"), r"\1" + REDACTED + "@"),
     (re.compile(r"(?i)\b(sk-ant-|sk-)[A-Za-z0-9_-]{8,}"), r"\1" + REDACTED),
+    # Exchange API keys and signatures in request headers, as an HTTP client prints them.
+    (
+        re.compile(
+            r"(?i)(x-(?:mbx-apikey|bapi-api-key|bapi-sign)['\"]?\s*[:=]\s*['\"]?)[^'\",\s}]+"
+        ),
+        r"\1" + REDACTED,
+    ),
 )
 
 
@@ -56,7 +64,7 @@ _VALUE_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
 # (event names, ids, symbols, amounts) contain none of these markers and are left as they are.
 _MAYBE_SECRET = re.compile(
     r"bearer|basic|eyJ|jt_wh_|[?&](?:token|access_token|api_key|apikey|secret|signature)="
-    r"|://[^/:@\s]+:[^@/\s]+@|sk-",
+    r"|://[^/:@\s]+:[^@/\s]+@|sk-|x-mbx-apikey|x-bapi-",
     re.IGNORECASE,
 )
 _SHORTEST_SECRET = 7  # "://a:b@"; every other pattern needs more characters

@@ -152,10 +152,15 @@ _ATTEMPT_FAILED = """
         error_type = $3, error_message = $4, error_stack = $5
     WHERE id = $1
 """
+# The reason names the last attempt's error, so that the user sees what kept failing.
 _FAIL_HEAD = f"""
     WITH head AS ({_HEAD})
     UPDATE trading_signals s
-    SET status = 'failed', status_reason = $4, processed_at = clock_timestamp()
+    SET status = 'failed', processed_at = clock_timestamp(),
+        status_reason = $4 || coalesce(' (last error: ' || left((
+            SELECT error_message FROM bot_execution_logs l
+            WHERE l.signal_id = s.id AND l.status = 'failed'
+            ORDER BY l.started_at DESC LIMIT 1), 300) || ')', '')
     FROM head WHERE s.id = head.id
     RETURNING s.id
 """  # noqa: S608 - composed of constants only

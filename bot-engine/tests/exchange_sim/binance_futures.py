@@ -273,6 +273,7 @@ class RecordedRequest(NamedTuple):
     method: str
     path: str
     params: dict[str, str]  # query string and form body together, signature included
+    at: float  # when it arrived (time.monotonic())
 
 
 @dataclass
@@ -519,6 +520,11 @@ class BinanceFuturesServer(BackgroundHttpServer):
         """Wait `seconds` before acting on the next `times` `method path` requests."""
         self._add_fault(_Fault("delay", method, path, times, seconds=seconds))
 
+    def clear_faults(self) -> None:
+        """Forget the faults not used up yet."""
+        with self._lock:
+            self._faults.clear()
+
     def _add_fault(self, fault: _Fault) -> None:
         fault.method = fault.method.upper()
         with self._lock:
@@ -569,7 +575,7 @@ class BinanceFuturesServer(BackgroundHttpServer):
         params = dict(parse_qsl(body, keep_blank_values=True))
         params |= dict(parse_qsl(query, keep_blank_values=True))  # the query string wins
         with self._lock:
-            self._requests.append(RecordedRequest(method, path, dict(params)))
+            self._requests.append(RecordedRequest(method, path, dict(params), time.monotonic()))
             delay, failure, stall = (self._take_fault(kind, method, path) for kind in _KINDS)
         if delay is not None:
             self._stopping.wait(delay.seconds)

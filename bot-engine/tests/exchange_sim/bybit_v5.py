@@ -285,6 +285,7 @@ class RecordedRequest(NamedTuple):
     method: str
     path: str
     params: dict[str, Any]  # the query (GET) or the JSON body (POST)
+    at: float  # when it arrived (time.monotonic())
 
 
 # --------------------------------------------------------------------------- transport
@@ -495,6 +496,13 @@ class BybitV5Server(BackgroundHttpServer):
         with self._lock:
             self._delays.append(_Fault(method.upper(), path, times, seconds=seconds))
 
+    def clear_faults(self) -> None:
+        """Forget the faults not used up yet."""
+        with self._lock:
+            self._failures.clear()
+            self._stalls.clear()
+            self._delays.clear()
+
     # ------------------------------------------------------------------ what the test reads
     @property
     def requests(self) -> list[RecordedRequest]:
@@ -535,7 +543,7 @@ class BybitV5Server(BackgroundHttpServer):
         body_text = body.decode("utf-8", errors="replace")
         params, bad_body = self._params(method, raw_query, body_text)
         with self._lock:
-            self._requests.append(RecordedRequest(method, path, dict(params)))
+            self._requests.append(RecordedRequest(method, path, dict(params), time.monotonic()))
             delay = _take(self._delays, method, path)
             failure = _take(self._failures, method, path)
             stall = _take(self._stalls, method, path)

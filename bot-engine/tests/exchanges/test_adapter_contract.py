@@ -12,7 +12,7 @@ Decimal. Venue-specific behaviour (hedge mode, key permissions, faults) is teste
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -42,23 +42,13 @@ from tests.support.venues import (
     reset_prices,
 )
 
+pytest_plugins = ("tests.support.live",)  # the emulators
+
 D = Decimal
 BUY, SELL = OrderSide.BUY, OrderSide.SELL
 BTC, ETH = "BTCUSDT", "ETHUSDT"
 # Market fills may slip; none of the venues here slips by more than this.
 SLIP = D("0.01")
-
-
-@pytest.fixture(scope="module")
-def binance_server() -> Iterator[BinanceFuturesServer]:
-    with BinanceFuturesServer() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def bybit_server() -> Iterator[BybitV5Server]:
-    with BybitV5Server() as server:
-        yield server
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ the engine's back, and the request budget shared by every key behind one address
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -29,6 +29,8 @@ from tests.support.venues import (
     bybit_adapter,
     new_credentials,
 )
+
+pytest_plugins = ("tests.support.live",)  # the emulators
 
 D = Decimal
 BUY, SELL = OrderSide.BUY, OrderSide.SELL
@@ -79,18 +81,6 @@ class Live:
     def raw_client(self, api_key: str, secret: str) -> Any:
         module = binance_futures if self.name == "binance" else bybit_v5
         return module.make_client(self.server, api_key, secret)
-
-
-@pytest.fixture(scope="module")
-def binance_server() -> Iterator[BinanceFuturesServer]:
-    with BinanceFuturesServer() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def bybit_server() -> Iterator[BybitV5Server]:
-    with BybitV5Server() as server:
-        yield server
 
 
 @pytest.fixture(params=["binance", "bybit"])

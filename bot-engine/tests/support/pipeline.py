@@ -145,3 +145,4 @@ async def harness(
         finally:
             await cancel_until_done(consumer)
             await runtime.stop()
+            await pipeline.adapters.aclose()
