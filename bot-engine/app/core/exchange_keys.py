@@ -336,7 +336,7 @@ async def mark_used(db: Connection | Pool, key_id: uuid.UUID) -> None:
 async def mark_invalid(db: Connection | Pool, key_id: uuid.UUID, reason: str) -> bool:
     """Record that the exchange refused the key: True when it was valid until now (and an
     audit row says why), False when it was already marked or does not exist. `reason` is
-    stored: it must not contain secrets (an exchange's error text does not)."""
+    stored: it must not contain secrets (adapters take credentials out of exchange errors)."""
     new_value = {"is_valid": False, "reason": reason[:MAX_REASON_LENGTH]}
     return await db.fetchval(_MARK_INVALID, key_id, new_value) is not None
 

@@ -153,6 +153,7 @@ def translate(exc: Exception, *, sent: bool) -> ExchangeError:
     return ExchangeError(f"{type(exc).__name__}: {message}")
 
 
+_ORIGIN_STRING = re.compile(r"(origin_string\[)[^\]]*\]")
 _CODE = re.compile(r'"(?:code|retCode)"\s*:\s*"?(-?\d+)')
 
 
@@ -317,16 +318,32 @@ class CcxtAdapter(ExchangeAdapter):
     async def call(self, fn: Callable[[], Awaitable[T]], *, sent: bool = False) -> T:
         """Run one ccxt call, translating its errors; a rate limit bans the egress address."""
         try:
+            if self.client.markets is None:
+                # ccxt would load them itself, once per client: hand it the shared ones.
+                await self.catalog.attach(self.client)
             return await fn()
         except Exception as exc:
             if answered(exc, self.unknown_outcome_codes):
                 exc = ccxt.ExchangeNotAvailable(str(exc))  # the exchange itself said so
             error = translate(exc, sent=sent)
+            self._scrub(error)
             if isinstance(error, RetryLater) and error.code == "rate_limited":
                 error.retry_after_s = self._retry_after()
                 if self.budget is not None:
                     await self.budget.ban_address(error.retry_after_s or 1.0)
-            raise error from exc
+            # Not chained: ccxt's exception text may carry the key (see `_scrub`).
+            raise error from None
+
+    def _scrub(self, error: ExchangeError) -> None:
+        """Take the credentials out of an error's text: exchanges echo them (Bybit's
+        signature error shows the signed string, API key included), and the text is logged
+        and stored."""
+        message = _ORIGIN_STRING.sub(r"\1…]", error.message)
+        for credential in (self.client.apiKey, self.client.secret, self.client.password):
+            if credential:
+                message = message.replace(str(credential), "****")
+        error.message = message
+        error.args = (message,)
 
     async def read(self, fn: Callable[[], Awaitable[T]]) -> T:
         """A read, retried with backoff while the exchange says "later" and means within

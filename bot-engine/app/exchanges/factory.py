@@ -85,7 +85,7 @@ class AdapterFactory:
         self.keyring = Keyring.from_settings(settings)
         self._clients: OrderedDict[tuple[str, ...], CcxtAdapter] = OrderedDict()
         self._catalogs: dict[tuple[str, ...], MarketCatalog] = {}
-        self._closing: set[asyncio.Task[None]] = set()
+        self._closing: dict[asyncio.Task[None], CcxtAdapter] = {}  # retired, closing later
 
     def paper(self, user_id: str) -> PaperExchange:
         return PaperExchange(
@@ -182,19 +182,21 @@ class AdapterFactory:
     def _retire(self, adapter: CcxtAdapter) -> None:
         """Close a client no longer handed out, once whoever still uses it is surely done."""
         task = asyncio.create_task(self._close_later(adapter))
-        self._closing.add(task)
-        task.add_done_callback(self._closing.discard)
+        self._closing[task] = adapter
+        task.add_done_callback(lambda done: self._closing.pop(done, None))
 
     async def _close_later(self, adapter: CcxtAdapter) -> None:
         await asyncio.sleep(EVICTED_CLOSE_DELAY_S)
         await adapter.close_client()
 
     async def aclose(self) -> None:
-        """Close every live client (at shutdown)."""
+        """Close every live client, retired ones too (at shutdown)."""
         adapters = list(self._clients.values())
         self._clients.clear()
-        for task in list(self._closing):
+        for task, retired in list(self._closing.items()):
             task.cancel()
+            adapters.append(retired)
+        self._closing.clear()
         for adapter in adapters:
             try:
                 await adapter.close_client()
