@@ -96,7 +96,7 @@ def install(
     runtime.add(
         "position_syncer",
         lambda: run_position_syncer(
-            pipeline.executor, pipeline.adapters, pool, settings.POSITION_SYNC_INTERVAL_S
+            pipeline.executor, pipeline.adapters, pool, settings.POSITION_SYNC_INTERVAL_S, redis
         ),
     )
     runtime.on_stop(pipeline.adapters.aclose)

@@ -12,13 +12,17 @@ under that (user, symbol)'s execution lock, so it never races a signal being exe
   one the exchange has and the database does not is recorded;
 - what cannot be explained is logged (`position_unexplained`) for an operator to look at.
 
-One account failing (key revoked, exchange down) is logged and does not stop the others.
+One account failing (key revoked, exchange down) is logged and does not stop the others. Of all
+the engine's processes, one reconciles per interval (a Redis key marks the round's leader).
 """
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from app.core.pg import Pool
 from app.exchanges.errors import AuthenticationFailed, ExchangeError
@@ -28,6 +32,8 @@ from app.models.trade import WORKING_PREDICATE
 from app.workers.trade_executor import SignalExecutor
 
 log = get_logger("syncer")
+
+LEADER_KEY = "jadetrade:position_syncer:round"
 
 _ACCOUNTS = """
     SELECT user_id, exchange FROM exchange_api_keys WHERE is_active AND is_valid
@@ -82,16 +88,34 @@ async def sync_all(executor: SignalExecutor, adapters: AdapterFactory, pool: Poo
     return report
 
 
+async def leads_round(redis: Redis, interval_s: float) -> bool:
+    """Whether this process reconciles this round: one process of all the engine's (API
+    replicas and workers) does, so that accounts are not asked N times per interval. With
+    Redis unreachable every process does: a duplicate round is harmless, a missed one is not."""
+    try:
+        taken = await redis.set(LEADER_KEY, "1", nx=True, px=max(1, int(interval_s * 900)))
+    except RedisError as exc:
+        log.warning("position_sync_leader_unknown", error_type=type(exc).__name__)
+        return True
+    return bool(taken)
+
+
 async def run_position_syncer(
-    executor: SignalExecutor, adapters: AdapterFactory, pool: Pool, interval_s: float
+    executor: SignalExecutor,
+    adapters: AdapterFactory,
+    pool: Pool,
+    interval_s: float,
+    redis: Redis | None = None,
 ) -> None:
-    """Reconcile now (startup), then every `interval_s`."""
+    """Reconcile now (startup), then every `interval_s`; with `redis`, only in the process
+    that leads the round."""
     while True:
         try:
-            report = await sync_all(executor, adapters, pool)
-            if report.accounts:
-                log.info("accounts_synced", accounts=report.accounts, symbols=report.symbols,
-                         failed=len(report.failed))  # fmt: skip
+            if redis is None or await leads_round(redis, interval_s):
+                report = await sync_all(executor, adapters, pool)
+                if report.accounts:
+                    log.info("accounts_synced", accounts=report.accounts,
+                             symbols=report.symbols, failed=len(report.failed))  # fmt: skip
         except Exception as exc:  # the next round tries again
             log.warning("position_sync_failed", error_type=type(exc).__name__)
         await asyncio.sleep(interval_s)

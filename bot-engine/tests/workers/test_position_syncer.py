@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from app.config import Settings
-from app.workers.position_syncer import run_position_syncer, sync_all
+from app.workers.position_syncer import LEADER_KEY, leads_round, run_position_syncer, sync_all
 from tests.conftest import SecretsSeen
 from tests.exchange_sim import binance_futures, bybit_v5
 from tests.support.live import Exchange, LiveTrader, traded
@@ -167,3 +167,11 @@ async def test_the_syncer_reconciles_at_startup_on_its_own(
         syncer.cancel()
         await asyncio.gather(syncer, return_exceptions=True)
     assert D(closed[0]["realized_pnl"]) == (D("62900") - D("65000")) * D("0.015")
+
+
+async def test_one_process_of_all_leads_each_round(harness: Harness) -> None:
+    redis = harness.app.state.redis
+    await redis.delete(LEADER_KEY)
+    taken = await asyncio.gather(*(leads_round(redis, 1.0) for _ in range(5)))
+    assert sorted(taken) == [False, False, False, False, True]
+    await eventually(lambda: leads_round(redis, 1.0), bool, what="round not free again")
