@@ -175,8 +175,7 @@ async def test_a_position_closed_on_the_exchange_website_is_recorded_with_its_pn
     signal = await executed(harness, trader, **LONG, exchange=exchange.name)
     assert signal["status"] == "executed", signal
     exchange.set_price("66000")
-    module = binance_futures if exchange.name == "binance" else bybit_v5
-    website = module.make_client(exchange.server, api_key, live.secret)
+    website = exchange.website(api_key, live.secret)
     try:  # the user closes by hand, without reduce-only, on the exchange
         await website.create_order("BTC/USDT:USDT", "market", "sell", float(SIZE), None, {})
     finally:

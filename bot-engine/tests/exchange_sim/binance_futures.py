@@ -346,19 +346,7 @@ class _Handler(KeepAliveHandler):
         owner: BinanceFuturesServer = self.server.owner
         reply = owner.dispatch(method, parts.path, parts.query, body, self.headers.get)
         data = json.dumps(reply.body, separators=(",", ":")).encode()
-        try:
-            self.send_response(reply.status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            for name, value in reply.headers.items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(data)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the client gave up (a timeout test); nothing to answer
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
-        pass
+        self.reply(reply.status, data, headers=reply.headers)
 
 
 # --------------------------------------------------------------------------- the server

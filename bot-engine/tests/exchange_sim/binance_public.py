@@ -166,20 +166,7 @@ class _Handler(KeepAliveHandler):
         parts = urlsplit(self.path)
         query = dict(parse_qsl(parts.query))
         status, body, headers = self.server.owner.handle(parts.path, query)
-        data = json.dumps(body, separators=(",", ":")).encode()
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            for name, value in headers.items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(data)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the client gave up (a timeout test); nothing to answer
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
-        pass
+        self.reply(status, json.dumps(body, separators=(",", ":")).encode(), headers=headers)
 
 
 class BinancePublicServer(BackgroundHttpServer):

@@ -333,19 +333,8 @@ class _RequestHandler(KeepAliveHandler):
         body = self.rfile.read(length) if length else b""
         headers = {name.lower(): value for name, value in self.headers.items()}
         reply: _Reply = self.server.owner.handle(self.command, self.path, headers, body)
-        try:
-            self.send_response(reply.status)
-            self.send_header("Content-Type", reply.content_type)
-            self.send_header("Content-Length", str(len(reply.body)))
-            for name, value in reply.headers.items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(reply.body)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the client gave up (a timeout test); nothing to answer
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
-        pass
+        self.reply(reply.status, reply.body, content_type=reply.content_type,
+                   headers=reply.headers)  # fmt: skip
 
 
 # --------------------------------------------------------------------------- the server

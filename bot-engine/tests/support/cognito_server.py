@@ -75,15 +75,7 @@ class _Handler(KeepAliveHandler):
         self._send(status, body)
 
     def _send(self, status: int, body: dict[str, Any]) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
-        pass
+        self.reply(status, json.dumps(body).encode())
 
 
 class CognitoJwksServer(BackgroundHttpServer):

@@ -120,6 +120,12 @@ class Exchange:
         return [r for r in self.server.requests[since:]
                 if r.method == "POST" and r.path == self.entry_path]  # fmt: skip
 
+    def website(self, api_key: str, secret: str) -> Any:
+        """A ccxt client on the account, acting as the exchange's own website or app would
+        (close it with `await client.close()`)."""
+        module = binance_futures if self.name == "binance" else bybit_v5
+        return module.make_client(self.server, api_key, secret)
+
     def rate_limit_status(self) -> int:
         return 429 if self.name == "binance" else 200  # Bybit: retCode 10006 in a 200
 

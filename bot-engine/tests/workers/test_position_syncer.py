@@ -14,7 +14,6 @@ import pytest
 from app.config import Settings
 from app.workers.position_syncer import LEADER_KEY, leads_round, run_position_syncer, sync_all
 from tests.conftest import SecretsSeen
-from tests.exchange_sim import binance_futures, bybit_v5
 from tests.support.live import Exchange, LiveTrader, traded
 from tests.support.pipeline import Harness, eventually
 
@@ -39,12 +38,6 @@ async def sync(harness: Harness) -> list[str]:
     return report.failed
 
 
-def website(exchange: Exchange, live: LiveTrader) -> Any:
-    """A ccxt client on the user's account, as the exchange's own website or app would act."""
-    module = binance_futures if exchange.name == "binance" else bybit_v5
-    return module.make_client(exchange.server, live.api_key, live.secret)
-
-
 async def long_position(harness: Harness, exchange: Exchange, live: LiveTrader) -> dict[str, Any]:
     response = await harness.alert(live.trader.token, **LONG, exchange=exchange.name)
     signal = await harness.settled(response.json()["signal_id"], live.auth)
@@ -58,7 +51,7 @@ async def test_a_partial_close_by_hand_then_the_stop_add_up_to_the_positions_pnl
     live = await traded(harness, exchange, secrets_seen)
     await long_position(harness, exchange, live)
     exchange.set_price("66000")
-    client = website(exchange, live)
+    client = exchange.website(live.api_key, live.secret)
     try:
         await client.create_order(BTC, "market", "sell", 0.005, None, {})
     finally:
@@ -92,7 +85,7 @@ async def test_orders_left_in_doubt_by_a_crash_are_resolved(
     # The process died after sending the first order, and before sending the second.
     await pool.execute(insert, live.trader.user.id, exchange.name, "jtcrashsent0000000000000e")
     await pool.execute(insert, live.trader.user.id, exchange.name, "jtcrashlost0000000000000e")
-    client = website(exchange, live)
+    client = exchange.website(live.api_key, live.secret)
     try:
         await client.create_order(
             BTC, "market", "buy", 0.01, None, {"clientOrderId": "jtcrashsent0000000000000e"}
@@ -119,7 +112,7 @@ async def test_a_position_opened_on_the_exchange_is_recorded(
     harness: Harness, exchange: Exchange, secrets_seen: SecretsSeen
 ) -> None:
     live = await traded(harness, exchange, secrets_seen)
-    client = website(exchange, live)
+    client = exchange.website(live.api_key, live.secret)
     try:
         await client.create_order(BTC, "market", "sell", 0.01, None, {})
     finally:
