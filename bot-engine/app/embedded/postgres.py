@@ -21,8 +21,11 @@ from typing import Any
 import psutil
 
 from app.embedded.ports import port_is_free
+from app.logging.logger import get_logger
 
 _START_TIMEOUT_S = 60.0
+
+log = get_logger("embedded")
 
 
 class EmbeddedPostgresError(RuntimeError):
@@ -139,9 +142,12 @@ def stop(pgdata: Path) -> None:
     handle = _server_handle(pgdata)
     try:
         _run_as_server_user(handle, ["pg_ctl", "-w", "-D", str(pgdata), "-m", "fast", "stop"], 60)
-    except (EmbeddedPostgresError, subprocess.TimeoutExpired):
+    except (EmbeddedPostgresError, subprocess.TimeoutExpired) as exc:
+        log.warning("embedded_postgres_stop_failed", error=str(exc)[:300], pid=running.pid)
         with contextlib.suppress(psutil.Error):
-            psutil.Process(running.pid).kill()
+            server = psutil.Process(running.pid)
+            server.kill()
+            server.wait(timeout=30)  # gone when this returns, as after a clean stop
 
 
 def psql_path() -> Path:
