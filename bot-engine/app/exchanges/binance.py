@@ -17,7 +17,6 @@ Binance specifics this adapter handles:
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -36,7 +35,14 @@ from app.exchanges.base import (
     OrderType,
     Position,
 )
-from app.exchanges.ccxt_adapter import CcxtAdapter, dec, dec0, ms_to_datetime, plain
+from app.exchanges.ccxt_adapter import (
+    CcxtAdapter,
+    dec,
+    dec0,
+    history_start_ms,
+    ms_to_datetime,
+    plain,
+)
 from app.exchanges.errors import OrderNotFound, RetryLater
 from app.exchanges.symbols import canonical_symbol, split_symbol
 
@@ -44,10 +50,9 @@ ALGO_PREFIX = "algo:"
 # Binance USDⓈ-M request weights: 2,400 per minute per IP; orders 1,200 per minute per account.
 ADDRESS_WEIGHT_PER_MIN = 2400
 KEY_WEIGHT_PER_MIN = 1200
-DEFAULT_MAX_LEVERAGE = 125
-HISTORY_WINDOW_MS = 7 * 24 * 3600 * 1000 - 60_000
+DEFAULT_MAX_LEVERAGE = 125  # exchangeInfo has no leverage; the exchange's bracket still applies
 # Positions are read from positionRisk v2, the version that reports each symbol's leverage.
-V2 = {"useV2": True}  # exchangeInfo has no leverage; the exchange's bracket still applies
+V2 = {"useV2": True}
 
 _STATUS = {
     "NEW": OrderStatus.OPEN,
@@ -249,8 +254,7 @@ class BinanceAdapter(CcxtAdapter):
 
     async def get_filled_orders(self, symbol: str, since: datetime) -> list[Order]:
         unified = await self.unified_symbol(symbol)
-        # userTrades and allOrders answer at most HISTORY_WINDOW_MS back.
-        since_ms = max(int(since.timestamp() * 1000), int(time.time() * 1000) - HISTORY_WINDOW_MS)
+        since_ms = history_start_ms(since)
         trades = await self.read(lambda: self.client.fetch_my_trades(unified, since_ms, 1000))
         fills = _fills_by_order(trades)
         if not fills:

@@ -40,6 +40,7 @@ from app.exchanges.ccxt_adapter import (
     answered,
     dec,
     dec0,
+    history_start_ms,
     ms_to_datetime,
     plain,
 )
@@ -54,10 +55,7 @@ from app.exchanges.symbols import canonical_symbol, split_symbol
 # per 5 s per IP; as weights per minute, with every request costing ccxt's endpoint cost.
 ADDRESS_WEIGHT_PER_MIN = 7200
 KEY_WEIGHT_PER_MIN = 600
-VISIBLE_DELAYS_S = (0.0, 0.1, 0.3, 0.6)
-HISTORY_WINDOW_MS = (
-    7 * 24 * 3600 * 1000 - 60_000
-)  # order history answers 7 days at most  # a new order can take a moment to be readable
+VISIBLE_DELAYS_S = (0.0, 0.1, 0.3, 0.6)  # a new order can take a moment to be readable
 
 _STATUS = {
     "New": OrderStatus.OPEN,
@@ -242,7 +240,7 @@ class BybitAdapter(CcxtAdapter):
 
     async def get_filled_orders(self, symbol: str, since: datetime) -> list[Order]:
         unified = await self.unified_symbol(symbol)
-        since_ms = max(int(since.timestamp() * 1000), int(time.time() * 1000) - HISTORY_WINDOW_MS)
+        since_ms = history_start_ms(since)
         request = {"category": "linear", "symbol": self._market_id(unified),
                    "startTime": since_ms, "limit": 50}  # fmt: skip
         rows = _result_list(

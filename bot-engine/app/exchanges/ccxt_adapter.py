@@ -73,6 +73,8 @@ TICKER_MAX_AGE_S = 2.0
 LOOKUP_DELAYS_S = (0.2, 0.5, 1.0, 2.0)
 READ_ATTEMPTS = 3
 READ_RETRY_MAX_WAIT_S = 2.0
+# How far back both exchanges answer fill and order history: 7 days (less a margin).
+HISTORY_WINDOW_MS = 7 * 24 * 3600 * 1000 - 60_000
 
 
 def dec(value: Any) -> Decimal | None:
@@ -96,6 +98,11 @@ def ms_to_datetime(value: Any) -> datetime:
         return datetime.fromtimestamp(int(value) / 1000, tz=UTC)
     except (TypeError, ValueError):
         return datetime.now(UTC)
+
+
+def history_start_ms(since: datetime) -> int:
+    """`since` in epoch milliseconds, no further back than the exchanges' history goes."""
+    return max(int(since.timestamp() * 1000), int(time.time() * 1000) - HISTORY_WINDOW_MS)
 
 
 def plain(value: Decimal) -> str:

@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import TypeVar
 
 from app.core.pg import Pool
 from app.exchanges.base import ExchangeAdapter
@@ -22,6 +23,8 @@ from app.exchanges.paper import PaperExchange, process_all_accounts
 from app.exchanges.price_feed import ManualPriceFeed, base_price
 from tests.exchange_sim.binance_futures import BinanceFuturesServer
 from tests.exchange_sim.bybit_v5 import BybitV5Server
+
+A = TypeVar("A", bound=CcxtAdapter)
 
 VENUES = ("paper", "binance", "bybit")
 START_BALANCE = Decimal("10000")
@@ -51,25 +54,21 @@ def new_credentials() -> tuple[str, str]:
 def binance_adapter(
     server: BinanceFuturesServer, api_key: str, secret: str, *, timeout_ms: int = 3000
 ) -> BinanceAdapter:
-    return BinanceAdapter(
-        api_key,
-        secret,
-        endpoint=ExchangeEndpoint("live", server.api_urls),
-        catalog=MarketCatalog(),
-        timeout_ms=timeout_ms,
-    )
+    return _on_emulator(BinanceAdapter, server.api_urls, api_key, secret, timeout_ms)
 
 
 def bybit_adapter(
     server: BybitV5Server, api_key: str, secret: str, *, timeout_ms: int = 3000
 ) -> BybitAdapter:
-    return BybitAdapter(
-        api_key,
-        secret,
-        endpoint=ExchangeEndpoint("live", server.api_urls),
-        catalog=MarketCatalog(),
-        timeout_ms=timeout_ms,
-    )
+    return _on_emulator(BybitAdapter, server.api_urls, api_key, secret, timeout_ms)
+
+
+def _on_emulator(
+    cls: type[A], api_urls: dict[str, str], api_key: str, secret: str, timeout_ms: int
+) -> A:
+    """An adapter of its own (own market catalog, no request budget) on an emulator."""
+    endpoint = ExchangeEndpoint("live", api_urls)
+    return cls(api_key, secret, endpoint=endpoint, catalog=MarketCatalog(), timeout_ms=timeout_ms)
 
 
 async def paper_venue(pool: Pool, feed: ManualPriceFeed) -> Venue:
