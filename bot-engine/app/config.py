@@ -150,6 +150,28 @@ class Settings(BaseSettings):
     # How often open positions and working orders on live exchanges are reconciled.
     POSITION_SYNC_INTERVAL_S: float = Field(default=15.0, gt=0)
 
+    # Public market streams per exchange (ccxt.pro `watch_ticker`), replaced for a local
+    # stand-in of the exchange: '{"binance": "ws://127.0.0.1:9001/ws"}'. Refused in production.
+    EXCHANGE_WS_URLS: dict[str, str] = Field(default_factory=dict)
+
+    # Real time: WebSocket connections and price updates
+    # Messages waiting for one client; a client this far behind is disconnected (code 4008).
+    WS_SEND_QUEUE_SIZE: int = Field(default=256, ge=1)
+    # An idle connection gets a `ping` message this often (keeps proxies from closing it).
+    WS_HEARTBEAT_S: float = Field(default=25.0, gt=0)
+    # Protocol-level pings: a peer that does not answer one in time is dead and disconnected.
+    WS_PING_INTERVAL_S: float = Field(default=20.0, gt=0)
+    WS_PING_TIMEOUT_S: float = Field(default=20.0, gt=0)
+    WS_MAX_CONNECTIONS_PER_USER: int = Field(default=20, ge=1)
+    # At most one price update per symbol and exchange this often.
+    PRICE_UPDATE_INTERVAL_S: float = Field(default=1.0, gt=0)
+
+    # Notifications: Telegram Bot API (no token: in-app notifications only)
+    TELEGRAM_BOT_TOKEN: SecretStr | None = None
+    TELEGRAM_API_URL: str = "https://api.telegram.org"
+    # Attempts to deliver one Telegram message before it is marked failed.
+    TELEGRAM_MAX_ATTEMPTS: int = Field(default=5, ge=1)
+
     # Paper exchange
     PAPER_STARTING_BALANCE: Decimal = Field(default=Decimal("10000"), gt=0)
     PAPER_TAKER_FEE_RATE: Decimal = Field(default=Decimal("0.0004"), ge=0, lt=1)
@@ -238,6 +260,10 @@ class Settings(BaseSettings):
             found.append(
                 "EXCHANGE_API_URLS must be empty in production (it replaces the exchanges)"
             )
+        if self.EXCHANGE_WS_URLS:
+            found.append("EXCHANGE_WS_URLS must be empty in production (it replaces the exchanges)")
+        if self.TELEGRAM_API_URL != "https://api.telegram.org":
+            found.append("TELEGRAM_API_URL must be https://api.telegram.org in production")
         if self.auth_mode != AuthMode.COGNITO:
             found.append("AUTH_MODE must be 'cognito' in production (the local issuer is dev-only)")
         if self.COGNITO_USER_POOL_ID in ("", DEV_COGNITO_USER_POOL_ID):

@@ -1,5 +1,6 @@
 """The FastAPI application: `create_app(settings)` builds it; its lifespan opens and closes
-every resource (database engine, Redis, HTTP client, token verifier, in-process workers).
+every resource (database engine, Redis, HTTP client, token verifier, WebSocket hub,
+in-process workers).
 
 For an ASGI server without the CLI: `uvicorn --factory app.main:create_app`.
 """
@@ -14,7 +15,18 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from app import __version__
-from app.api import account, exchange_keys, health, history, positions, risk, webhooks, wellknown
+from app.api import (
+    account,
+    exchange_keys,
+    health,
+    history,
+    notifications,
+    positions,
+    risk,
+    webhooks,
+    websocket,
+    wellknown,
+)
 from app.config import AuthMode, Settings, get_settings
 from app.core.auth import build_verifier
 from app.core.database import create_engine, create_sessionmaker
@@ -22,6 +34,7 @@ from app.core.errors import install_error_handlers
 from app.core.local_issuer import LocalIssuer
 from app.core.pg import create_pool
 from app.core.redis import create_redis
+from app.core.ws_hub import Hub
 from app.logging.logger import get_logger
 from app.logging.middleware import RequestContextMiddleware
 from app.workers import pipeline
@@ -66,9 +79,12 @@ def _lifespan(settings: Settings, run_workers: bool):  # type: ignore[no-untyped
         app.state.verifier = build_verifier(
             settings, http_client=http_client, local_issuer=local_issuer
         )
+        hub = Hub(redis, max_per_user=settings.WS_MAX_CONNECTIONS_PER_USER)
+        app.state.hub = hub
         runtime = WorkerRuntime(redis, role="api") if run_workers else None
         worker_pg = None
         try:
+            await hub.start()
             if runtime is not None:
                 await runtime.start()
                 worker_pg = await create_pool(
@@ -85,6 +101,7 @@ def _lifespan(settings: Settings, run_workers: bool):  # type: ignore[no-untyped
             )
             yield
         finally:
+            await hub.stop()
             if runtime is not None:
                 await runtime.stop()
             if worker_pg is not None:
@@ -116,6 +133,17 @@ def create_app(settings: Settings | None = None, *, run_workers: bool = False) -
             allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
         )
     app.add_middleware(RequestContextMiddleware)
-    for module in (health, wellknown, account, webhooks, history, positions, risk, exchange_keys):
+    for module in (
+        health,
+        wellknown,
+        account,
+        webhooks,
+        history,
+        positions,
+        risk,
+        exchange_keys,
+        notifications,
+        websocket,
+    ):
         app.include_router(module.router)
     return app

@@ -143,3 +143,45 @@ async def test_request_id_is_generated_when_missing_or_malformed(client: httpx.A
     second = await client.get("/health", headers={"X-Request-ID": "bad id with spaces"})
     assert len(first.headers["x-request-id"]) == 32
     assert second.headers["x-request-id"] != "bad id with spaces"
+
+
+def test_telegram_bot_tokens_are_scrubbed_bare_and_in_bot_api_urls() -> None:
+    token = "123456789:AAE-xyz_" + "Q7w9" * 7
+    url = f"https://api.telegram.org/bot{token}/sendMessage"
+
+    assert scrub_text(url) == f"https://api.telegram.org/bot123456789:{REDACTED}/sendMessage"
+    assert scrub_text(f"token {token} rejected") == f"token 123456789:{REDACTED} rejected"
+    assert token.split(":")[1] not in scrub_text(f"Authorization: Bearer {token}")
+    # Things shaped a little like a token are left alone: timestamps, ids glued to a word,
+    # short `<number>:<word>` pairs.
+    for harmless in (
+        "2026-01-01T12:30:45.123456Z",
+        "dedupe:user-a1234567:" + "0f" * 32,
+        "order 1234567:filled",
+    ):
+        assert scrub_text(harmless) == harmless
+
+
+async def test_httpx_request_lines_to_the_bot_api_are_scrubbed(
+    captured_logs: CapturedLogs, secrets_seen: SecretsSeen
+) -> None:
+    import logging
+
+    from tests.support.telegram_server import TelegramBotApiServer
+
+    httpx_logger = logging.getLogger("httpx")
+    level = httpx_logger.level
+    httpx_logger.setLevel(logging.INFO)  # httpx writes one INFO line per request, URL included
+    try:
+        with TelegramBotApiServer() as server:
+            secrets_seen.add(server.token)
+            async with httpx.AsyncClient(trust_env=False) as client:
+                response = await client.post(f"{server.base_url}/bot{server.token}/getMe")
+    finally:
+        httpx_logger.setLevel(level)
+
+    assert response.status_code == 200
+    lines = [x for x in captured_logs.lines if f":{server.port}/bot{server.bot_id}:" in x]
+    assert len(lines) == 1
+    assert server.token not in lines[0]
+    assert f"/bot{server.bot_id}:{REDACTED}/getMe" in lines[0]

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from tests.conftest import TestServers
 
 SETUP_SQL = Path(__file__).resolve().parents[2] / "infrastructure" / "scripts" / "setup-db.sql"
-HEAD = "0005"
+HEAD = "0006"
 
 MakeDatabase = Callable[[str], Awaitable[str]]
 

@@ -484,7 +484,7 @@ CREATE INDEX IF NOT EXISTS ix_audit_log_created_at ON audit_log (created_at);
 
 -- ---------------------------------------------------------------------------------------
 -- notifications: messages shown to a user in the app, and whether they also went out by
--- e-mail or push.
+-- e-mail, push or Telegram. The dedupe key stores a notification derived twice once.
 -- ---------------------------------------------------------------------------------------
 CREATE TABLE IF NOT EXISTS notifications (
     id UUID DEFAULT gen_random_uuid() NOT NULL,
@@ -499,11 +499,18 @@ CREATE TABLE IF NOT EXISTS notifications (
     email_sent BOOLEAN DEFAULT false NOT NULL,
     push_sent BOOLEAN DEFAULT false NOT NULL,
     created_at TIMESTAMP WITH TIME ZONE DEFAULT now() NOT NULL,
+    dedupe_key VARCHAR(120),                    -- migration 0006
+    telegram_status VARCHAR(10),                -- migration 0006
+    telegram_sent_at TIMESTAMP WITH TIME ZONE,  -- migration 0006
+    telegram_error VARCHAR(255),                -- migration 0006
     CONSTRAINT pk_notifications PRIMARY KEY (id),
     CONSTRAINT ck_notifications_type CHECK (type IN ('trade_executed', 'trade_failed',
         'position_closed', 'stop_loss_hit', 'take_profit_hit', 'daily_loss_limit',
-        'daily_summary', 'system')),
+        'daily_summary', 'system', 'signal_rejected')),
     CONSTRAINT ck_notifications_related_type CHECK (related_type IN ('trade', 'position', 'signal')),
+    CONSTRAINT ck_notifications_telegram_status CHECK (telegram_status IN ('pending', 'sent',
+        'failed')),
+    CONSTRAINT uq_notifications_user_id_dedupe_key UNIQUE (user_id, dedupe_key),
     CONSTRAINT fk_notifications_user_id_users FOREIGN KEY (user_id)
         REFERENCES users (id) ON DELETE CASCADE
 );

@@ -18,6 +18,7 @@ from sqlalchemy.dialects.postgresql import insert
 from app.api.deps import CurrentUser
 from app.api.history import Limit
 from app.api.pagination import page, to_page
+from app.core import events
 from app.core.database import SessionDep
 from app.core.errors import Conflict, NotFound
 from app.core.redis import RedisDep
@@ -126,8 +127,17 @@ async def close_position(
         raise Conflict("position is already closed", field="position_id", code="position_closed")
     signal_id = await _close_signal(session, position)
     await session.commit()
+    signal = await session.get(TradingSignal, signal_id)
+    assert signal is not None
+    announce = (
+        events.user_channel(user.id),
+        events.encode(
+            events.EventType.SIGNAL_RECEIVED,
+            {name: getattr(signal, name) for name in events.SIGNAL_FIELDS},
+        ),
+    )
     try:
-        await queue.enqueue(redis, signal_id, user.id, position.symbol)
+        await queue.enqueue(redis, signal_id, user.id, position.symbol, announce=announce)
     except Exception as exc:
         log.warning("enqueue_failed", signal_id=str(signal_id), error_type=type(exc).__name__)
     return CloseRequested(message="close queued", signal_id=signal_id)

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from fastapi import APIRouter, Request
 
 from app.config import Settings
-from app.core import rate_limit, webhook_tokens
+from app.core import events, rate_limit, webhook_tokens
 from app.core.client_ip import client_ip
 from app.core.errors import AppError, Forbidden, Unauthorized, ValidationFailed
 from app.core.pg import Pool
@@ -116,12 +116,20 @@ async def tradingview(request: Request, redis: RedisDep) -> WebhookAccepted:
             )
         result = await record_alert(conn, settings, owner.user_id, owner.tier, alert)
     user_id = owner.user_id
-    if result.outcome is IntakeOutcome.QUEUED:
-        try:
-            await queue.enqueue(redis, result.signal_id, user_id, result.symbol)
-        except Exception as exc:
-            log.warning("enqueue_failed", signal_id=str(result.signal_id),
-                        error_type=type(exc).__name__)  # fmt: skip
+    announce = None
+    if result.signal is not None:
+        announce = (
+            events.user_channel(user_id),
+            events.encode(events.EventType.SIGNAL_RECEIVED, events.signal_data(result.signal)),
+        )
+    try:
+        if result.outcome is IntakeOutcome.QUEUED:
+            await queue.enqueue(redis, result.signal_id, user_id, result.symbol, announce=announce)
+        elif announce is not None:  # recorded, not executed: still news for the dashboard
+            await redis.publish(*announce)
+    except Exception as exc:  # committed: the sweeper enqueues it
+        log.warning("enqueue_failed", signal_id=str(result.signal_id),
+                    error_type=type(exc).__name__)  # fmt: skip
     log.info(
         "webhook_accepted",
         user_id=user_id,

@@ -101,6 +101,7 @@ def _run_admin(as_json: bool, work: Callable[[Settings], Awaitable[T]]) -> T:
 def _serve(settings: Settings, *, run_workers: bool) -> None:
     import uvicorn
 
+    from app.api.ws_server import EngineWebSocketProtocol
     from app.main import create_app
 
     config = uvicorn.Config(
@@ -112,6 +113,10 @@ def _serve(settings: Settings, *, run_workers: bool) -> None:
         loop="uvloop" if sys.platform != "win32" else "asyncio",
         lifespan="on",
         timeout_graceful_shutdown=10,
+        ws=EngineWebSocketProtocol,
+        ws_ping_interval=settings.WS_PING_INTERVAL_S,
+        ws_ping_timeout=settings.WS_PING_TIMEOUT_S,
+        ws_max_size=64 * 1024,
     )
     uvicorn.Server(config).run()
 

@@ -14,8 +14,10 @@ from __future__ import annotations
 import hashlib
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from app.config import Settings
 from app.core.pg import Connection
@@ -34,6 +36,7 @@ class IntakeResult:
     outcome: IntakeOutcome
     signal_id: uuid.UUID
     symbol: str
+    signal: Mapping[str, Any] | None = None  # the new row's `SIGNAL_FIELDS`; None for a duplicate
 
 
 EXECUTING_TIERS = frozenset({"pro", "enterprise"})
@@ -48,7 +51,8 @@ _INSERT_SIGNAL = """
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'tradingview', $10, $11, $12, $13, $14, $15, $16,
             $17, $18)
     ON CONFLICT (user_id, dedupe_key) DO NOTHING
-    RETURNING id
+    RETURNING id, seq, signal_type, symbol, exchange, status, status_reason, price,
+        suggested_stop_loss, suggested_take_profit, strategy_id, source, created_at, processed_at
 """
 _BY_DEDUPE_KEY = "SELECT id FROM trading_signals WHERE user_id = $1 AND dedupe_key = $2"
 # Holds a lock on (user, payload) until the transaction ends, so that concurrent identical
@@ -95,7 +99,7 @@ async def _insert(
     fingerprint: str,
     status: IntakeOutcome,
 ) -> IntakeResult:
-    signal_id = await conn.fetchval(
+    row = await conn.fetchrow(
         _INSERT_SIGNAL,
         user_id,
         alert.strategy_id,
@@ -116,8 +120,8 @@ async def _insert(
         status.value,
         None if status is IntakeOutcome.QUEUED else FREE_TIER_REASON,
     )
-    if signal_id is None:  # the same alert won the race or came before
+    if row is None:  # the same alert won the race or came before
         original = await conn.fetchval(_BY_DEDUPE_KEY, user_id, dedupe_key)
         assert original is not None
         return IntakeResult(IntakeOutcome.DUPLICATE, original, alert.symbol)
-    return IntakeResult(status, signal_id, alert.symbol)
+    return IntakeResult(status, row["id"], alert.symbol, dict(row))

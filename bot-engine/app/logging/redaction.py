@@ -2,8 +2,8 @@
 
 Two layers: values under sensitive keys are replaced whole, and every string anywhere in the
 event (including rendered exceptions) is scrubbed of things that look like credentials:
-bearer tokens, JWTs, webhook tokens, `token=` query parameters, passwords in URLs and exchange
-API keys in request headers.
+bearer tokens, JWTs, webhook tokens, `token=` query parameters, passwords in URLs, exchange
+API keys in request headers and Telegram bot tokens (which sit in every Bot API URL).
 """
 
 from __future__ import annotations
@@ -41,6 +41,14 @@ _SAFE_KEYS = frozenset(
 )
 
 _VALUE_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+    # Telegram bot tokens, `<bot id>:<secret>`, bare or in a Bot API URL (`/bot<token>/...`).
+    # The bot id is public and kept. Digits glued to a preceding word (other than `bot`) are
+    # not a token: that keeps ids such as `...-a123456:<hash>` intact. First, so that no
+    # other pattern (`Bearer <token>`) takes the id and leaves the secret.
+    (
+        re.compile(r"(?:(?<=bot)|(?<![A-Za-z0-9_-]))(\d{5,16}):[A-Za-z0-9_-]{30,}"),
+        r"\1:" + REDACTED,
+    ),
     (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+"), r"\1 " + REDACTED),
     (re.compile(r"\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*"), REDACTED),
     (re.compile(r"\bjt_wh_[A-Za-z0-9_-]{12,}"), "jt_wh_" + REDACTED),
@@ -64,7 +72,7 @@ _VALUE_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
 # (event names, ids, symbols, amounts) contain none of these markers and are left as they are.
 _MAYBE_SECRET = re.compile(
     r"bearer|basic|eyJ|jt_wh_|[?&](?:token|access_token|api_key|apikey|secret|signature)="
-    r"|://[^/:@\s]+:[^@/\s]+@|sk-|x-mbx-apikey|x-bapi-",
+    r"|://[^/:@\s]+:[^@/\s]+@|sk-|x-mbx-apikey|x-bapi-|\d{5}:[A-Za-z0-9_-]{30}",
     re.IGNORECASE,
 )
 _SHORTEST_SECRET = 7  # "://a:b@"; every other pattern needs more characters

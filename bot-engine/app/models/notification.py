@@ -1,11 +1,11 @@
-"""In-app notifications to a user, and whether they were also sent by e-mail or push."""
+"""In-app notifications to a user, and whether they also went out by e-mail, push or Telegram."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, bool_column, created_at_column, in_values, uuid_pk
@@ -19,7 +19,9 @@ NOTIFICATION_TYPES = (
     "daily_loss_limit",
     "daily_summary",
     "system",
+    "signal_rejected",
 )
+TELEGRAM_STATUSES = ("pending", "sent", "failed")
 RELATED_TYPES = ("trade", "position", "signal")
 
 
@@ -28,6 +30,8 @@ class Notification(Base):
     __table_args__ = (
         CheckConstraint(in_values("type", NOTIFICATION_TYPES), name="type"),
         CheckConstraint(in_values("related_type", RELATED_TYPES), name="related_type"),
+        CheckConstraint(in_values("telegram_status", TELEGRAM_STATUSES), name="telegram_status"),
+        UniqueConstraint("user_id", "dedupe_key"),
         Index(None, "user_id", "created_at"),
         Index(None, "user_id", "is_read"),
     )
@@ -46,3 +50,8 @@ class Notification(Base):
     email_sent: Mapped[bool] = bool_column(False)
     push_sent: Mapped[bool] = bool_column(False)
     created_at: Mapped[datetime] = created_at_column()
+    # Derived from the event it tells of: the same event never notifies twice.
+    dedupe_key: Mapped[str | None] = mapped_column(String(120))
+    telegram_status: Mapped[str | None] = mapped_column(String(10))
+    telegram_sent_at: Mapped[datetime | None]
+    telegram_error: Mapped[str | None] = mapped_column(String(255))

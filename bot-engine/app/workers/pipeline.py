@@ -1,20 +1,24 @@
-"""The signal pipeline's workers, assembled for a worker runtime (API process or worker
-process): the queue consumer, the sweeper, the paper exchange's order triggers and the
-reconciliation of live exchange accounts."""
+"""The engine's workers, assembled for a worker runtime (API process or worker process): the
+queue consumer, the sweeper, the paper exchange's order triggers, the reconciliation of live
+exchange accounts, the event publisher, the notifier and the price updater."""
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
 
+import httpx
 from redis.asyncio import Redis
 
 from app.config import Settings
+from app.core.events import EventPublisher
 from app.core.pg import Pool
+from app.core.telegram import TelegramClient
 from app.exchanges.factory import AdapterFactory, make_price_feed
 from app.exchanges.paper import process_all_accounts
 from app.exchanges.price_feed import PriceFeed
 from app.logging.logger import get_logger
+from app.workers.notifier import Notifier
 from app.workers.position_syncer import run_position_syncer
 from app.workers.runtime import WorkerRuntime
 from app.workers.signal_consumer import SignalConsumer, run_sweeper
@@ -30,6 +34,7 @@ class Pipeline:
     executor: SignalExecutor
     consumer: SignalConsumer
     adapters: AdapterFactory
+    events: EventPublisher
 
 
 def build_pipeline(
@@ -41,7 +46,8 @@ def build_pipeline(
     feed: PriceFeed | None = None,
 ) -> Pipeline:
     adapters = AdapterFactory(settings, pool, feed or make_price_feed(settings), redis=redis)
-    executor = SignalExecutor(pool, adapters)
+    events = EventPublisher(redis)
+    executor = SignalExecutor(pool, adapters, events)
     consumer = SignalConsumer(
         redis,
         executor,
@@ -50,7 +56,7 @@ def build_pipeline(
         max_deliveries=settings.MAX_DELIVERIES,
         reclaim_idle_ms=settings.WORKER_RECLAIM_IDLE_MS,
     )
-    return Pipeline(executor=executor, consumer=consumer, adapters=adapters)
+    return Pipeline(executor=executor, consumer=consumer, adapters=adapters, events=events)
 
 
 async def trigger_round(pipeline: Pipeline) -> int:
@@ -83,6 +89,22 @@ async def run_paper_triggers(pipeline: Pipeline) -> None:
             log.warning("paper_triggers_failed", error_type=type(exc).__name__)
 
 
+def build_notifier(
+    runtime: WorkerRuntime, settings: Settings, pool: Pool, redis: Redis
+) -> Notifier:
+    """The notifier, with a Telegram client when a bot token is configured (its HTTP client is
+    closed when `runtime` stops)."""
+    telegram = None
+    if settings.TELEGRAM_BOT_TOKEN is not None:
+        http = httpx.AsyncClient()
+        runtime.on_stop(http.aclose)
+        telegram = TelegramClient(
+            http, settings.TELEGRAM_BOT_TOKEN, base_url=settings.TELEGRAM_API_URL
+        )
+    return Notifier(redis, pool, consumer=runtime.worker_id, telegram=telegram,
+                    max_attempts=settings.TELEGRAM_MAX_ATTEMPTS)  # fmt: skip
+
+
 def install(
     runtime: WorkerRuntime,
     settings: Settings,
@@ -90,6 +112,7 @@ def install(
     redis: Redis,
 ) -> Pipeline:
     pipeline = build_pipeline(settings, pool, redis, consumer_name=runtime.worker_id)
+    runtime.add("events", pipeline.events.run)
     runtime.add("signals", pipeline.consumer.run)
     runtime.add("sweeper", lambda: run_sweeper(redis, pool))
     runtime.add("paper_triggers", lambda: run_paper_triggers(pipeline))
@@ -100,4 +123,9 @@ def install(
         ),
     )
     runtime.on_stop(pipeline.adapters.aclose)
+    runtime.on_stop(pipeline.events.flush)
+    notifier = build_notifier(runtime, settings, pool, redis)
+    runtime.add("notices", notifier.run_notices)
+    runtime.add("telegram", notifier.run_telegram)
+    runtime.add("daily_summaries", notifier.run_daily_summaries)
     return pipeline

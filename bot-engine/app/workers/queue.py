@@ -34,13 +34,25 @@ class Doorbell:
     deliveries: int = 1
 
 
-async def enqueue(redis: Redis, signal_id: uuid.UUID, user_id: str, symbol: str) -> None:
-    await redis.xadd(
-        STREAM,
-        {"signal_id": str(signal_id), "user_id": user_id, "symbol": symbol},
-        maxlen=MAX_STREAM_LENGTH,
-        approximate=True,
-    )
+async def enqueue(
+    redis: Redis,
+    signal_id: uuid.UUID,
+    user_id: str,
+    symbol: str,
+    *,
+    announce: tuple[str, bytes] | None = None,
+) -> None:
+    """Ring the doorbell of a committed signal. `announce` (channel, message) is published
+    first, on the same connection: every subscriber sees it before any event of the
+    signal's execution, which can only start once the doorbell is in the stream."""
+    fields = {"signal_id": str(signal_id), "user_id": user_id, "symbol": symbol}
+    if announce is None:
+        await redis.xadd(STREAM, fields, maxlen=MAX_STREAM_LENGTH, approximate=True)  # type: ignore[arg-type]
+        return
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.publish(*announce)
+        pipe.xadd(STREAM, fields, maxlen=MAX_STREAM_LENGTH, approximate=True)  # type: ignore[arg-type]
+        await pipe.execute()
 
 
 async def ensure_group(redis: Redis) -> None:

@@ -32,6 +32,8 @@ from typing import Any
 import asyncpg
 import structlog
 
+from app.core.events import EventPublisher, EventType, position_data, trade_data
+from app.core.notifications import protection_notice, signal_notice
 from app.core.pg import Connection, Pool
 from app.core.position_sizing import SizingError, SizingRequest, size_position
 from app.core.risk_manager import EntryRequest, OpenPosition, RiskContext, RiskLimits, check_entry
@@ -162,7 +164,7 @@ _FAIL_HEAD = f"""
             WHERE l.signal_id = s.id AND l.status = 'failed'
             ORDER BY l.started_at DESC LIMIT 1), 300) || ')', '')
     FROM head WHERE s.id = head.id
-    RETURNING s.id
+    RETURNING s.id, s.signal_type, s.status_reason
 """  # noqa: S608 - composed of constants only
 _DEFAULT_RISK_SETTINGS = """
     INSERT INTO user_risk_settings (user_id) VALUES ($1) ON CONFLICT (user_id) DO NOTHING
@@ -198,10 +200,16 @@ _RECORD_ORDER = """
     WHERE user_id = $1 AND client_order_id = $2
 """
 _RECORD_PLACED = f"""
-    WITH trade AS ({_RECORD_ORDER})
-    INSERT INTO audit_log (user_id, action, resource_type, resource_id, new_value, success)
-    VALUES ($1, 'order.create', 'trade', $2, $11, true)
+    WITH trade AS ({_RECORD_ORDER} RETURNING *),
+    audit AS (
+        INSERT INTO audit_log (user_id, action, resource_type, resource_id, new_value, success)
+        VALUES ($1, 'order.create', 'trade', $2, $11, true)
+    )
+    SELECT * FROM trade
 """  # noqa: S608 - composed of constants only
+_TRADES_BY_CLIENT_ID = """
+    SELECT * FROM real_trades WHERE user_id = $1 AND client_order_id = ANY($2::text[])
+"""
 _OPEN_TRADES = f"""
     SELECT client_order_id, status, filled_quantity FROM real_trades
     WHERE user_id = $1 AND exchange = $2 AND symbol = $3 AND {WORKING_PREDICATE}
@@ -248,19 +256,23 @@ _CLOSE_POSITION = """
             (SELECT sum(realized_pnl) FROM real_trades WHERE position_id = $1), 0)
           + coalesce((SELECT sum(realized_pnl) FROM closing), 0)
     WHERE id = $1
+    RETURNING *
 """
 _OPEN_NEW_POSITION = """
     INSERT INTO real_positions (user_id, exchange, symbol, side, entry_price, quantity, leverage,
                                 signal_id, strategy_id, stop_loss, take_profit, current_price,
                                 unrealized_pnl, margin, liquidation_price)
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
-    RETURNING id, signal_id
+    RETURNING *
 """
+# Only when something changed: the row comes back (and is announced) only then.
 _UPDATE_POSITION = """
     UPDATE real_positions
     SET quantity = $2, entry_price = $3, current_price = $4, unrealized_pnl = $5, margin = $6,
         liquidation_price = $7
-    WHERE id = $1
+    WHERE id = $1 AND (quantity, entry_price, current_price, unrealized_pnl, margin,
+                       liquidation_price) IS DISTINCT FROM ($2, $3, $4, $5, $6, $7)
+    RETURNING *
 """
 # Trades of a position's opening signal belong to it (its close leg closed the previous one).
 _ATTACH_TRADES = """
@@ -270,9 +282,13 @@ _ATTACH_TRADES = """
 
 
 class SignalExecutor:
-    def __init__(self, pool: Pool, adapters: AdapterFactory) -> None:
+    def __init__(
+        self, pool: Pool, adapters: AdapterFactory, events: EventPublisher | None = None
+    ) -> None:
         self.pool = pool
         self.adapters = adapters
+        # What changed goes out after each commit; without a publisher, nothing is announced.
+        self.events = events
 
     # ------------------------------------------------------------------ per-key driver
     @asynccontextmanager
@@ -316,6 +332,7 @@ class SignalExecutor:
                 )
                 log.info("signal_finished", status=outcome.status, reason=outcome.reason,
                          duration_ms=duration_ms)  # fmt: skip
+                self._announce_outcome(signal, outcome)
                 done += 1
         return done
 
@@ -323,8 +340,65 @@ class SignalExecutor:
         """End the first pending signal of (user, symbol) — the one every attempt starts with
         and so the one that keeps failing — as failed; the others can then go ahead."""
         async with self.key_lock(user_id, symbol) as conn:
-            head: uuid.UUID | None = await conn.fetchval(_FAIL_HEAD, user_id, symbol, None, reason)
-            return head
+            head = await conn.fetchrow(_FAIL_HEAD, user_id, symbol, None, reason)
+        if head is None:
+            return None
+        signal_id: uuid.UUID = head["id"]
+        self._announce_signal(user_id, signal_id, symbol, head["signal_type"], "failed",
+                              head["status_reason"], {})  # fmt: skip
+        return signal_id
+
+    # ------------------------------------------------------------------ announcements
+    def _announce_outcome(self, signal: QueuedSignal, outcome: Outcome) -> None:
+        self._announce_signal(signal.user_id, signal.id, signal.symbol, signal.signal_type,
+                              outcome.status, outcome.reason, outcome.result)  # fmt: skip
+
+    def _announce_signal(
+        self,
+        user_id: str,
+        signal_id: uuid.UUID,
+        symbol: str,
+        signal_type: str,
+        status: str,
+        reason: str | None,
+        result: dict[str, Any],
+    ) -> None:
+        if self.events is None:
+            return
+        self.events.emit(
+            user_id,
+            EventType.SIGNAL_UPDATE,
+            {"id": signal_id, "symbol": symbol, "signal_type": signal_type, "status": status,
+             "status_reason": reason, "execution_result": result or None},
+        )  # fmt: skip
+        notice = signal_notice(user_id, str(signal_id), signal_type, symbol, status, reason,
+                               result, result.get("failed_check"))  # fmt: skip
+        if notice is not None:
+            self.events.notify(notice)
+
+    def _announce_trades(self, user_id: str, rows: list[asyncpg.Record]) -> None:
+        """trade_executed for fills, trade_update for other changes; a notice for a stop loss
+        or take profit of the engine's that filled."""
+        if self.events is None:
+            return
+        for row in rows:
+            filled = row["filled_quantity"] > 0
+            kind = EventType.TRADE_EXECUTED if filled else EventType.TRADE_UPDATE
+            self.events.emit(user_id, kind, trade_data(dict(row)))
+            leg = (row["client_order_id"] or "")[-1:]
+            if (
+                filled
+                and row["status"] == "filled"
+                and leg in (STOP, TAKE)
+                and (row["client_order_id"].startswith("jt"))
+            ):
+                self.events.notify(protection_notice(user_id, dict(row), leg))
+
+    def _announce_positions(self, user_id: str, rows: list[asyncpg.Record]) -> None:
+        if self.events is None:
+            return
+        for row in rows:
+            self.events.emit(user_id, EventType.POSITION_UPDATE, position_data(dict(row)))
 
     # ------------------------------------------------------------------ one signal
     async def _execute_claimed(
@@ -609,9 +683,11 @@ class SignalExecutor:
                 reduce_only=reduce_only,
             )
         )
-        await job.conn.execute(
+        row = await job.conn.fetchrow(
             _RECORD_PLACED, *_order_columns(signal.user_id, order), _order_summary(order)
         )
+        if row is not None:
+            self._announce_trades(signal.user_id, [row])
         log.info(
             "order_placed", leg=leg, client_order_id=cid, order_id=order.order_id,
             type=order.type.value, side=order.side.value, status=order.status.value,
@@ -675,6 +751,7 @@ class SignalExecutor:
             live is None or (live.side, live.quantity) != (db_open["side"], db_open["quantity"])
         ):
             external = await self._external_fills(conn, adapter, user_id, exchange, symbol, db_open)
+        positions: list[asyncpg.Record] = []  # rows of positions that changed
         async with conn.transaction():
             if recorded:
                 await conn.executemany(_RECORD_ORDER, recorded)
@@ -688,47 +765,73 @@ class SignalExecutor:
                                 position_id=str(db_open["id"]), db_side=db_open["side"],
                                 db_quantity=db_open["quantity"], detail="closed without a fill"
                                 " on record")  # fmt: skip
-                await conn.execute(_CLOSE_POSITION, db_open["id"], user_id, exchange, symbol)
+                closed = await conn.fetchrow(
+                    _CLOSE_POSITION, db_open["id"], user_id, exchange, symbol
+                )
+                if closed is not None:
+                    positions.append(closed)
                 db_open = None
-            if live is None:
-                return
-            if db_open is None:
-                if signal is None:
-                    log.warning("position_unexplained", exchange=exchange, symbol=symbol,
-                                side=live.side, quantity=live.quantity,
-                                detail="opened on the exchange, not by a signal")  # fmt: skip
-                db_open = await conn.fetchrow(
-                    _OPEN_NEW_POSITION,
-                    user_id,
-                    exchange,
-                    symbol,
-                    live.side,
-                    live.entry_price,
-                    live.quantity,
-                    live.leverage,
-                    signal.id if signal else None,
-                    signal.strategy_id if signal else None,
-                    signal.suggested_stop_loss if signal else None,
-                    signal.suggested_take_profit if signal else None,
-                    live.mark_price,
-                    live.unrealized_pnl,
-                    live.margin,
-                    live.liquidation_price,
+            if live is not None:
+                changes = await self._record_live_position(
+                    conn, user_id, exchange, symbol, live, db_open, signal
                 )
-            else:
-                await conn.execute(
-                    _UPDATE_POSITION,
-                    db_open["id"],
-                    live.quantity,
-                    live.entry_price,
-                    live.mark_price,
-                    live.unrealized_pnl,
-                    live.margin,
-                    live.liquidation_price,
-                )
-            assert db_open is not None
-            if db_open["signal_id"] is not None:
-                await conn.execute(_ATTACH_TRADES, db_open["id"], db_open["signal_id"], CLOSE)
+                positions.extend(changes)
+        changed = [row[1] for row in recorded] + [row[9] for row in external]
+        if changed and self.events is not None:
+            self._announce_trades(user_id, await conn.fetch(_TRADES_BY_CLIENT_ID, user_id, changed))
+        self._announce_positions(user_id, [row for row in positions if row is not None])
+
+    async def _record_live_position(
+        self,
+        conn: Connection,
+        user_id: str,
+        exchange: str,
+        symbol: str,
+        live: Position,
+        db_open: asyncpg.Record | None,
+        signal: QueuedSignal | None,
+    ) -> list[asyncpg.Record]:
+        """Open or update the database position from the exchange's; the rows that changed."""
+        if db_open is None:
+            if signal is None:
+                log.warning("position_unexplained", exchange=exchange, symbol=symbol,
+                            side=live.side, quantity=live.quantity,
+                            detail="opened on the exchange, not by a signal")  # fmt: skip
+            row = await conn.fetchrow(
+                _OPEN_NEW_POSITION,
+                user_id,
+                exchange,
+                symbol,
+                live.side,
+                live.entry_price,
+                live.quantity,
+                live.leverage,
+                signal.id if signal else None,
+                signal.strategy_id if signal else None,
+                signal.suggested_stop_loss if signal else None,
+                signal.suggested_take_profit if signal else None,
+                live.mark_price,
+                live.unrealized_pnl,
+                live.margin,
+                live.liquidation_price,
+            )
+            assert row is not None
+            position_id, signal_id = row["id"], row["signal_id"]
+        else:
+            row = await conn.fetchrow(
+                _UPDATE_POSITION,
+                db_open["id"],
+                live.quantity,
+                live.entry_price,
+                live.mark_price,
+                live.unrealized_pnl,
+                live.margin,
+                live.liquidation_price,
+            )
+            position_id, signal_id = db_open["id"], db_open["signal_id"]
+        if signal_id is not None:
+            await conn.execute(_ATTACH_TRADES, position_id, signal_id, CLOSE)
+        return [row] if row is not None else []
 
     async def _external_fills(
         self,

@@ -1,0 +1,43 @@
+"""The engine's WebSocket protocol for uvicorn: uvicorn's own (websockets, sans-I/O) with the
+two things a trading dashboard's server needs that ASGI cannot express.
+
+- **Abort a stalled client.** A client that stops reading fills the socket buffer; uvicorn
+  then blocks every send to it, the closing frame included, and `transport.close()` would wait
+  for a flush that never comes. The connection's ASGI scope carries `jadetrade.abort`, which
+  drops the transport at once; the hub calls it when a closing frame cannot be delivered.
+- **Close with 1001 (going away) on shutdown**, the code a client should read as "reconnect
+  elsewhere", where uvicorn sends 1012. A client that cannot take even that is aborted.
+
+`jadetrade serve` / `run` use it; under another server the hub still works, without aborts.
+"""
+
+from __future__ import annotations
+
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.http11 import Request
+
+from app.api.websocket import ABORT_EXTENSION
+
+GOING_AWAY = 1001
+
+
+class EngineWebSocketProtocol(WebSocketsSansIOProtocol):
+    def handle_connect(self, event: Request) -> None:
+        super().handle_connect(event)
+        scope = getattr(self, "scope", None)
+        if scope is not None:  # the handshake went ahead (the ASGI task has not run yet)
+            scope["extensions"][ABORT_EXTENSION] = self.transport.abort
+
+    def shutdown(self) -> None:
+        if self.close_sent or not self.handshake_complete:
+            super().shutdown()
+            return
+        self.stop_keepalive()
+        self.queue.put_nowait({"type": "websocket.disconnect", "code": GOING_AWAY})
+        self.conn.send_close(GOING_AWAY, "server shutting down")
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        self.close_sent = True
+        if self.writable.is_set():
+            self.transport.close()
+        else:  # the client stopped reading: the frame will never leave the buffer
+            self.transport.abort()
