@@ -57,9 +57,9 @@ def _amount(value: Any) -> str:
 
 
 def _pnl(value: Any) -> str:
-    amount = Decimal(value or 0)
+    amount = Decimal(value or 0).quantize(Decimal("0.01"))
     sign = "+" if amount > 0 else ""
-    return f"{sign}{_amount(amount.quantize(Decimal('0.01')))} USDT"
+    return f"{sign}{amount:f} USDT"
 
 
 def signal_notice(

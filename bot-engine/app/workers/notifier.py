@@ -88,7 +88,7 @@ _TELEGRAM_TARGET = """
 _TELEGRAM_DONE = """
     UPDATE notifications
     SET telegram_status = $2, telegram_error = $3,
-        telegram_sent_at = CASE WHEN $2 = 'sent' THEN clock_timestamp() END
+        telegram_sent_at = CASE WHEN $4 THEN clock_timestamp() END
     WHERE id = $1
 """
 # Per user with activity on the day: what the summary tells.
@@ -236,7 +236,7 @@ class Notifier:
     async def _finish(self, notification_id: str, status: str, error: str | None) -> str:
         async with self.pool.acquire() as conn:
             await conn.execute(_TELEGRAM_DONE, notification_id, status,
-                               None if error is None else error[:255])  # fmt: skip
+                               None if error is None else error[:255], status == "sent")  # fmt: skip
         log.info("telegram_delivery", notification_id=notification_id, status=status)
         return status
 

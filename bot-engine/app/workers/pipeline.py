@@ -17,9 +17,11 @@ from app.core.telegram import TelegramClient
 from app.exchanges.factory import AdapterFactory, make_price_feed
 from app.exchanges.paper import process_all_accounts
 from app.exchanges.price_feed import PriceFeed
+from app.exchanges.ticker_stream import make_stream_feed
 from app.logging.logger import get_logger
 from app.workers.notifier import Notifier
 from app.workers.position_syncer import run_position_syncer
+from app.workers.price_updater import PriceUpdater
 from app.workers.runtime import WorkerRuntime
 from app.workers.signal_consumer import SignalConsumer, run_sweeper
 from app.workers.trade_executor import SignalExecutor
@@ -128,4 +130,15 @@ def install(
     runtime.add("notices", notifier.run_notices)
     runtime.add("telegram", notifier.run_telegram)
     runtime.add("daily_summaries", notifier.run_daily_summaries)
+    updater = PriceUpdater(
+        pool,
+        redis,
+        pipeline.events,
+        paper_feed=pipeline.adapters.paper_feed,
+        stream_feed=lambda exchange: make_stream_feed(settings, exchange),
+        default_exchange=settings.DEFAULT_EXCHANGE,
+        interval_s=settings.PRICE_UPDATE_INTERVAL_S,
+        owner=runtime.worker_id,
+    )
+    runtime.add("price_updater", updater.run)
     return pipeline

@@ -139,10 +139,12 @@ async def harness(
         # The consumer runs on a task of its own rather than in the runtime, whose stop()
         # cancels once (see cancel_until_done).
         consumer = asyncio.create_task(pipeline.consumer.run(), name="test-signals")
+        publisher = asyncio.create_task(pipeline.events.run(), name="test-events")
         try:
             async with http_client(app) as client:
                 yield Harness(app, client, feed, pipeline, Factory(app, secrets_seen))
         finally:
             await cancel_until_done(consumer)
+            await cancel_until_done(publisher)
             await runtime.stop()
             await pipeline.adapters.aclose()

@@ -119,6 +119,7 @@ class TelegramBotApiServer(BackgroundHttpServer):
         self._next_message_id: dict[str, int] = {}
         self._faults: list[_Fault] = []
         self._latency_s = 0.0
+        self._held = 0
         self._blocked: set[str] = set()
         self._missing: set[str] = set()
 
@@ -167,6 +168,12 @@ class TelegramBotApiServer(BackgroundHttpServer):
             self._latency_s = seconds
             self._released.clear()
 
+    @property
+    def held(self) -> int:
+        """Requests being held by `set_latency` right now."""
+        with self._lock:
+            return self._held
+
     def block_chat(self, chat_id: str) -> None:
         """The user of `chat_id` blocked the bot: 403 from now on."""
         with self._lock:
@@ -194,8 +201,11 @@ class TelegramBotApiServer(BackgroundHttpServer):
         """The answer to one request; called from the handler threads."""
         with self._lock:
             latency = self._latency_s
+            self._held += latency > 0
         if latency > 0:
             self._released.wait(latency)
+            with self._lock:
+                self._held -= 1
         try:
             result = self._dispatch(http_method, target, content_type, body)
         except _RawAnswer as raw:
