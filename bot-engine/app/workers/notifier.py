@@ -235,8 +235,8 @@ class Notifier:
 
     async def _finish(self, notification_id: str, status: str, error: str | None) -> str:
         async with self.pool.acquire() as conn:
-            await conn.execute(_TELEGRAM_DONE, notification_id, status,
-                               None if error is None else error[:255], status == "sent")  # fmt: skip
+            detail = None if error is None else error[:255]
+            await conn.execute(_TELEGRAM_DONE, notification_id, status, detail, status == "sent")
         log.info("telegram_delivery", notification_id=notification_id, status=status)
         return status
 

@@ -125,7 +125,7 @@ async def test_notices_reach_a_linked_chat_through_the_streams(
         publisher.notify(_notice(unlinked, key="two"))
         rows = await eventually(
             lambda: _rows(app, user),
-            lambda rows: rows and rows[0]["telegram_status"] == "sent",
+            lambda rows: bool(rows) and rows[0]["telegram_status"] == "sent",
             what="telegram delivered",
         )
     finally:
