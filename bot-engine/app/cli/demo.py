@@ -10,11 +10,13 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import sys
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
 from app.cli.services import db_session
+from app.cli.watch import ws_url
 from app.config import Settings
 from app.core import users, webhook_tokens
 from app.core.local_issuer import LocalIssuer
@@ -116,7 +118,21 @@ def summary(settings: Settings, demo: DemoAccount, price: Decimal) -> dict[str, 
             f"-H 'Content-Type: application/json' -d {shlex.quote(alert)}"
         ),
         "me_curl": f"curl -sS {url}/api/me -H 'Authorization: Bearer {demo.access_token}'",
+        "websocket_url": ws_url(url),
+        "watch_command": f"{shlex.quote(_jadetrade())} watch --url {url} "
+        f"--token {demo.access_token}",
     }
+
+
+def _jadetrade() -> str:
+    """How to call the CLI: the script this process runs, relative to the cwd when under it."""
+    script = Path(sys.argv[0]).resolve()
+    if script.name != "jadetrade":
+        script = Path(sys.executable).parent / "jadetrade"
+    try:
+        return str(script.relative_to(Path.cwd()))
+    except ValueError:
+        return str(script)
 
 
 def banner(settings: Settings, info: dict[str, str]) -> str:
@@ -137,6 +153,8 @@ def banner(settings: Settings, info: dict[str, str]) -> str:
             f"  {info['alert_curl']}",
             "Ask the API who you are:",
             f"  {info['me_curl']}",
+            "Watch signals, orders and positions arrive over the WebSocket (another terminal):",
+            f"  {info['watch_command']}",
             "",
             f"Ctrl-C stops the engine, PostgreSQL and Redis. Data stays in {settings.LOCAL_DIR}.",
             "",

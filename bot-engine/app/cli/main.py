@@ -224,6 +224,34 @@ def worker(
         _fail(str(exc), 2, False, "configuration_error")
 
 
+@cli.command()
+def watch(
+    token: Annotated[str, typer.Option(help="Access token (`make run` prints one).")],
+    url: Annotated[str | None, typer.Option(help="The engine's URL (default: PUBLIC_URL).")] = None,
+    topic: Annotated[
+        list[str] | None,
+        typer.Option(help="Topic to follow; repeatable (default: signals, trades, positions)."),
+    ] = None,
+    count: Annotated[int | None, typer.Option(help="Stop after this many events.")] = None,
+) -> None:
+    """Follow your live signals, trades and positions over the WebSocket API."""
+    from app.cli import watch as watching
+
+    settings = _settings(False, log_to_stderr=True)
+    target = watching.ws_url(url or settings.public_url)
+    try:
+        topics = topic or watching.DEFAULT_TOPICS
+        code = asyncio.run(
+            watching.watch(target, token, topics=topics, count=count, show=typer.echo)
+        )
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+    except OSError as exc:
+        _fail(f"cannot reach {target}: {exc}", 1, False, "unreachable")
+    if code not in (1000, 1001):
+        _fail(f"the engine closed the connection ({code})", 1, False, "closed")
+
+
 @db_cli.command("upgrade")
 def db_upgrade(as_json: JsonOpt = False) -> None:
     """Create the database if missing and migrate it to the newest schema."""

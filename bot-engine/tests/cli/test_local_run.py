@@ -119,6 +119,18 @@ def _until_terminal(url: str, signal_id: str, auth: dict[str, str]) -> dict[str,
         time.sleep(0.05)
 
 
+def _start_watch(output: str) -> subprocess.Popen[str]:
+    """The banner's `jadetrade watch` command, stopping after an alert's six events; returns
+    once it follows the user's events (its first line says so)."""
+    line = next(x for x in output.splitlines() if " watch --url " in x)
+    watcher = subprocess.Popen([*shlex.split(line.strip()), "--count", "6"],
+                               stdout=subprocess.PIPE, text=True)  # fmt: skip
+    assert watcher.stdout is not None
+    first = watcher.stdout.readline()
+    assert " connected " in first, first
+    return watcher
+
+
 @pytest.fixture
 def ports() -> tuple[int, int, int]:
     return free_port(), free_port(), free_port()
@@ -138,6 +150,7 @@ def test_make_run_flow(
         secrets_seen.add(token)
         url, alert = _curl_alert(engine.output)
         assert alert["token"] == token
+        watcher = _start_watch(engine.output)
         response = httpx.post(url, json=alert, timeout=5)
         assert response.status_code == 200, response.text
         assert response.json()["status"] == "queued"
@@ -149,6 +162,12 @@ def test_make_run_flow(
         positions = httpx.get(f"{engine.url}/api/positions?status=open", headers=auth).json()
         assert [p["symbol"] for p in positions["items"]] == ["BTCUSDT"]
         user_id = _banner_value(engine.output, "Demo user id")
+        # The printed `watch` command saw the same story over the WebSocket, in order.
+        watched, _ = watcher.communicate(timeout=30)
+        kinds = [line.split()[1] for line in watched.splitlines()]
+        assert kinds == ["signal_received", "trade_executed", "trade_update",
+                         "trade_update", "position_update", "signal_update"], watched  # fmt: skip
+        assert "BTCUSDT long open 0.015" in watched
     finally:
         code = engine.interrupt()
         captured_logs.add("\n".join(engine.log_lines))

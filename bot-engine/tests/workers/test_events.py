@@ -13,8 +13,11 @@ from redis.asyncio import Redis
 
 from app.core.events import WANTED_PRICES_KEY
 from app.core.notifications import NOTICE_STREAM
+from app.exchanges.ticker_stream import StreamingTickerFeed
 from app.workers.pipeline import trigger_round
 from app.workers.price_updater import LEASE_KEY, PriceUpdater, hold_lease
+from tests.exchange_sim.binance_public import BinancePublicServer
+from tests.exchange_sim.binance_ws import BinanceWsServer
 from tests.support.pipeline import SLIPPAGE, Harness, eventually
 from tests.support.ws import LocalServer, WsClient, served, ws_client, ws_url
 
@@ -172,3 +175,56 @@ async def test_one_process_holds_the_price_lease(harness: Harness) -> None:
     assert not await hold_lease(redis, LEASE_KEY, "b", 5000)
     await redis.delete(LEASE_KEY)
     assert await hold_lease(redis, LEASE_KEY, "b", 5000)
+
+
+async def test_live_positions_are_marked_from_the_exchanges_stream(
+    harness: Harness, server: LocalServer
+) -> None:
+    trader = await harness.account()
+    async with harness.app.state.pg.acquire() as conn:
+        await conn.execute(
+            "INSERT INTO real_positions (user_id, exchange, symbol, side, entry_price, quantity, "
+            "leverage) VALUES ($1, 'binance', 'BTCUSDT', 'short', 65000, 0.5, 1)",
+            trader.user.id,
+        )
+    with BinancePublicServer() as rest, BinanceWsServer() as stream:
+        feeds: list[StreamingTickerFeed] = []
+
+        def binance_stream(exchange: str) -> StreamingTickerFeed:
+            assert exchange == "binance"
+            feeds.append(StreamingTickerFeed(exchange, ws_url=stream.url,
+                                             rest_urls=rest.api_urls, timeout_ms=3000))  # fmt: skip
+            return feeds[-1]
+
+        updater = PriceUpdater(
+            harness.app.state.pg,
+            harness.app.state.redis,
+            harness.pipeline.events,
+            paper_feed=harness.feed,
+            stream_feed=binance_stream,
+            default_exchange="paper",
+            interval_s=0.05,
+            owner="test-updater",
+        )
+        try:
+            async with ws_client(ws_url(server, harness.factory.access_token(trader.user))) as ws:
+                await _subscribed(ws, "positions", "prices")
+                assert await updater.round() == 0  # now following BTCUSDT; no tick yet
+                await eventually(
+                    lambda: _subscribed_upstream(stream), bool, what="stream subscribed"
+                )
+                stream.push_ticker("BTCUSDT", Decimal("64000.5"))
+                await eventually(updater.round, lambda moved: moved == 1, what="tick priced")
+                marked = await ws.next_of("position_update", current_price="64000.50000000")
+                price = await ws.next_of("price_update", exchange="binance")
+        finally:
+            await updater.close()
+    assert Decimal(marked["data"]["unrealized_pnl"]) == (Decimal("65000") - Decimal("64000.5")) * (
+        Decimal("0.5")
+    )
+    assert price["data"] == {"symbol": "BTCUSDT", "exchange": "binance", "price": "64000.5"}
+    assert feeds and not feeds[0].followed  # closed
+
+
+async def _subscribed_upstream(stream: BinanceWsServer) -> bool:
+    return stream.subscribed("BTCUSDT")
