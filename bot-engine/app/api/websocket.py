@@ -210,7 +210,7 @@ async def connect(websocket: WebSocket) -> None:
         send=send,
         close=close,
         queue_size=settings.WS_SEND_QUEUE_SIZE,
-        abort=websocket.scope.get("extensions", {}).get(ABORT_EXTENSION),
+        abort=(websocket.scope.get("extensions") or {}).get(ABORT_EXTENSION),
     )
     try:
         await hub.register(conn)
