@@ -6,13 +6,15 @@ then runs
 
 1. webhook throughput and latency, engine vs bare (bench/webhook_throughput.py);
 2. alert-to-order latency (bench/alert_to_order.py);
+3. WebSocket idle connections, broadcast fan-out and cross-process event latency, on a stack
+   of its own (bench/websocket_fanout.py);
 
 and stops everything it started — also on failure, Ctrl-C or SIGTERM. wrk is installed from
 Debian when missing and possible (root + apt-get); otherwise the Python generator runs the
 throughput pass too, and the output says so. Absolute numbers depend on the machine and on
 whatever else runs on it: compare the ratios measured within one run.
 
-    bot-engine/.venv/bin/python bench/run.py [--only throughput|alert-to-order] [--keep]
+    bot-engine/.venv/bin/python bench/run.py [--only throughput|alert-to-order|websocket] [--keep]
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from typing import Any
 
 import alert_to_order
 import webhook_throughput
+import websocket_fanout
 from context import Context, Options, ms
 from processes import Children, start_bare, start_engine, stop_embedded
 
@@ -87,7 +90,7 @@ def machine() -> str:
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     d = Options()
     p = argparse.ArgumentParser(description="JadeTrade engine benchmarks")
-    p.add_argument("--only", choices=("throughput", "alert-to-order"))
+    p.add_argument("--only", choices=("throughput", "alert-to-order", "websocket"))
     p.add_argument("--keep", action="store_true", help="keep the temporary directory (logs)")
     p.add_argument("--no-wrk", action="store_true", help="use the Python generator only")
     p.add_argument("--json-out", type=Path, help="also write every number to this file")
@@ -155,6 +158,8 @@ async def _bench(args: argparse.Namespace, ctx_parts: dict[str, Any]) -> dict[st
             ctx.results["throughput"] = await webhook_throughput.run(ctx)
         if args.only in (None, "alert-to-order"):
             ctx.results["alert_to_order"] = await alert_to_order.run(ctx, users)
+        if args.only in (None, "websocket"):
+            ctx.results["websocket"] = await websocket_fanout.run(ctx)
         return ctx.results
     finally:
         await ctx.close()
@@ -188,6 +193,8 @@ def _summary(results: dict[str, Any], options: Options) -> None:
             f"p99 {ms(q[99])} over {a2o['entries_executed']} executed "
             f"entries of {a2o['entries_sent']} (target p99 < 50 ms)"
         )
+    if results.get("websocket"):
+        websocket_fanout.summarize(results["websocket"])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -250,6 +257,7 @@ def main(argv: list[str] | None = None) -> int:
         print("\nstopping the engine, PostgreSQL, Redis and the bare app ...", flush=True)
         children.stop_all()
         stop_embedded(workdir / "local")
+        stop_embedded(websocket_fanout.local_dir(workdir))
         if args.keep:
             print(f"kept {workdir}")
         else:

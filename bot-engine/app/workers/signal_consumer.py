@@ -62,11 +62,14 @@ class SignalConsumer:
         waiting: dict[Key, list[queue.Doorbell]] = {}  # bells of keys not started yet
         running: set[Key] = set()
         slot_freed = asyncio.Event()
+        stopping = asyncio.Event()  # set once the read loop ends: start nothing new
         next_reclaim = 0.0
 
         async with asyncio.TaskGroup() as tasks:
 
             def start_ready() -> None:
+                if stopping.is_set():  # the group is shutting down and takes no new task
+                    return
                 for key in [k for k in waiting if k not in running]:
                     if len(running) >= self.concurrency:
                         return
@@ -83,39 +86,42 @@ class SignalConsumer:
                     slot_freed.set()
                 start_ready()  # not when cancelled: the consumer is stopping
 
-            while True:
-                if sum(map(len, waiting.values())) >= self.concurrency * 8:
-                    slot_freed.clear()  # enough read ahead: wait for a key to finish
-                    await slot_freed.wait()
-                    continue
-                try:
-                    bells: list[queue.Doorbell] = []
-                    if time.monotonic() >= next_reclaim:
-                        next_reclaim = time.monotonic() + RECLAIM_EVERY_S
-                        bells += await queue.reclaim(
-                            self.redis, self.name, min_idle_ms=self.reclaim_idle_ms
+            try:
+                while True:
+                    if sum(map(len, waiting.values())) >= self.concurrency * 8:
+                        slot_freed.clear()  # enough read ahead: wait for a key to finish
+                        await slot_freed.wait()
+                        continue
+                    try:
+                        bells: list[queue.Doorbell] = []
+                        if time.monotonic() >= next_reclaim:
+                            next_reclaim = time.monotonic() + RECLAIM_EVERY_S
+                            bells += await queue.reclaim(
+                                self.redis, self.name, min_idle_ms=self.reclaim_idle_ms
+                            )
+                        bells += await queue.read(
+                            self.redis,
+                            self.name,
+                            count=self.concurrency * 8,
+                            block_ms=self.block_ms if not bells else 1,
                         )
-                    bells += await queue.read(
-                        self.redis,
-                        self.name,
-                        count=self.concurrency * 8,
-                        block_ms=self.block_ms if not bells else 1,
-                    )
-                except ResponseError as exc:
-                    if "NOGROUP" not in str(exc):
-                        raise
-                    # Redis lost the stream (restarted without persistence, or flushed):
-                    # recreate the group; the sweeper re-rings whatever was pending.
-                    log.warning("queue_group_recreated")
-                    await queue.ensure_group(self.redis)
-                    continue
-                except RedisError as exc:
-                    log.warning("queue_unavailable", error_type=type(exc).__name__)
-                    await asyncio.sleep(1.0)
-                    continue
-                for bell in bells:
-                    waiting.setdefault((bell.user_id, bell.symbol), []).append(bell)
-                start_ready()
+                    except ResponseError as exc:
+                        if "NOGROUP" not in str(exc):
+                            raise
+                        # Redis lost the stream (restarted without persistence, or flushed):
+                        # recreate the group; the sweeper re-rings whatever was pending.
+                        log.warning("queue_group_recreated")
+                        await queue.ensure_group(self.redis)
+                        continue
+                    except RedisError as exc:
+                        log.warning("queue_unavailable", error_type=type(exc).__name__)
+                        await asyncio.sleep(1.0)
+                        continue
+                    for bell in bells:
+                        waiting.setdefault((bell.user_id, bell.symbol), []).append(bell)
+                    start_ready()
+            finally:
+                stopping.set()
 
     async def handle(self, bells: list[queue.Doorbell]) -> None:
         """Execute the keys of `bells` (up to `concurrency` at a time) and return when done."""

@@ -367,3 +367,15 @@ async def test_redis_publishing_needs_no_subscriber(app: FastAPI) -> None:
     redis: Redis = app.state.redis
     receivers = await redis.publish(events.user_channel("nobody"), b"{}")
     assert receivers == 0
+
+
+async def test_a_dead_peer_is_found_by_protocol_pings(app: FastAPI, factory: Factory) -> None:
+    # A peer that never answers a ping (gone without a FIN, or frozen) is closed by the server.
+    hub: Hub = app.state.hub
+    async with served(app, ws_ping_interval=0.2, ws_ping_timeout=0.2) as server:
+        user = await factory.user()
+        before = hub.connection_count
+        frozen = await asyncio.to_thread(_stalled_client, server.port, factory.access_token(user))
+        await eventually(lambda: _count(hub), lambda n: n == before + 1, what="connected")
+        await asyncio.to_thread(_wait_closed, frozen)
+        await eventually(lambda: _count(hub), lambda n: n == before, what="dead peer dropped")

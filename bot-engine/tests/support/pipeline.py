@@ -144,7 +144,9 @@ async def harness(
             async with http_client(app) as client:
                 yield Harness(app, client, feed, pipeline, Factory(app, secrets_seen))
         finally:
-            await cancel_until_done(consumer)
-            await cancel_until_done(publisher)
-            await runtime.stop()
-            await pipeline.adapters.aclose()
+            try:
+                await cancel_until_done(consumer)
+            finally:
+                await cancel_until_done(publisher)
+                await runtime.stop()
+                await pipeline.adapters.aclose()
