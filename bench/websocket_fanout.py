@@ -77,6 +77,7 @@ BROADCAST_SIZES = (5_000, 2_500, 1_000)  # descending: each step closes connecti
 BROADCAST_RATE, BROADCAST_S = 5.0, 10.0
 DELIVERY_WAIT_S = 10.0  # after the last broadcast, for the stragglers
 ALERTS, ALERT_RATE = 200, 10.0
+WARMUP_ALERTS = 10
 EVENT_WAIT_S = 15.0
 HANDSHAKES_IN_FLIGHT = 16  # per client process
 HOLD_S = 3.0  # after each ramp step: let the server settle, then read its RSS and idle CPU
@@ -86,6 +87,7 @@ CONTROL_LIMIT = 1 << 28  # a client's report holds every latency it measured
 WS_ENV = {"WS_MAX_CONNECTIONS_PER_USER": "100000"}
 RISK_LIMITS = {"max_daily_trades": 100_000, "max_open_positions": 1000}
 PONG = '{"type":"pong"}'
+SUBSCRIBE_PRICES = '{"type":"subscribe","topic":"prices"}'
 TOPICS = ("signals", "trades", "positions")
 STORY = ("signal_received", "trade_executed", "position_update")
 
@@ -159,6 +161,7 @@ class _ClientWorker:
         self.tag: str | None = None
         self.measured: list[_Socket] = []
         self.latencies = array("q")  # microseconds
+        self.broadcast_of = array("q")  # which broadcast each latency belongs to
 
     async def handle(self, cmd: dict[str, Any]) -> dict[str, Any]:
         kind = cmd["cmd"]
@@ -198,6 +201,7 @@ class _ClientWorker:
                     data = message["data"]
                     if data.get("run") == self.tag:
                         self.latencies.append((now - data["sent_ns"]) // 1000)
+                        self.broadcast_of.append(data["n"])
                         s.got += 1
                 elif kind == "ping":
                     await s.ws.send_str(PONG)
@@ -282,6 +286,7 @@ class _ClientWorker:
         for s in self.measured:
             s.got = s.gaps = 0
         self.latencies = array("q")
+        self.broadcast_of = array("q")
         return {"sockets": len(self.measured)}
 
     def report(self, expected: int) -> dict[str, Any]:
@@ -289,6 +294,7 @@ class _ClientWorker:
         closed = [s for s in self.measured if not s.alive]
         return {
             "latencies_us": self.latencies.tolist(),
+            "broadcast_of": self.broadcast_of.tolist(),
             "lost": sum(max(0, expected - s.got) for s in self.measured),
             "duplicates": sum(max(0, s.got - expected) for s in self.measured),
             "gaps": sum(s.gaps for s in self.measured),
@@ -381,6 +387,7 @@ class _ClientPool:
         self._done.set()
         if self._server is not None:
             self._server.close()
+        self._links.clear()
         for proc in self.procs:
             self.children.stop(proc)
         self.procs.clear()
@@ -422,7 +429,9 @@ async def _bare_main(port: int, redis_url: str, channel: str) -> None:
                 broadcast(watchers, message["data"].decode())
 
 
-async def _start_bare(children: Children, workdir: Path, redis_url: str) -> tuple[int, int]:
+async def _start_bare(
+    children: Children, workdir: Path, redis_url: str
+) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     log_path = workdir / "bare-ws.log"
     with log_path.open("wb") as log:
@@ -437,7 +446,7 @@ async def _start_bare(children: Children, workdir: Path, redis_url: str) -> tupl
         if proc.poll() is not None or time.monotonic() > deadline:
             raise RuntimeError(f"the bare ws server did not start; see {log_path}")
         await asyncio.sleep(0.05)
-    return proc.pid, port
+    return proc, port
 
 
 # ============================================================================ the stack
@@ -655,6 +664,15 @@ async def _broadcast_pass(
     cpu = meter.stop()
     reports = await pool.each(lambda _i: {"cmd": "report", "expected": sent})
     latencies = [v / 1000 for r in reports for v in r["latencies_us"]]
+    # When the last client got each broadcast: how long one fan-out took, broadcast by
+    # broadcast (a backlog shows as a rising series, a stall as one slow broadcast).
+    done: dict[int, float] = defaultdict(float)
+    for r in reports:
+        for n, v in zip(r["broadcast_of"], r["latencies_us"], strict=True):
+            done[n] = max(done[n], v / 1000)
+    fanout = [done[n] for n in sorted(done)]
+    per_s = round(BROADCAST_RATE)
+    by_second = [percentile(fanout[i : i + per_s], 50) for i in range(0, len(fanout), per_s)]
     codes: Counter[str] = Counter()
     for r in reports:
         codes.update(r["close_codes"])
@@ -675,6 +693,8 @@ async def _broadcast_pass(
             "p99": percentile(latencies, 99),
             "max": max(latencies, default=math.nan),
         },
+        "fanout_ms": _quantiles(fanout),
+        "fanout_by_second_ms": by_second,
         "cpu_s": cpu,
     }
 
@@ -733,7 +753,10 @@ async def _broadcast(
                 q = result["latency_ms"]
                 print(
                     f"   {size:>5,} clients, {group:<6}: p50 {ms(q['p50'])}, p99 {ms(q['p99'])}, "
-                    f"max {ms(q['max'])}; lost {result['lost']:,} of {result['expected']:,}",
+                    f"max {ms(q['max'])}; lost {result['lost']:,} of {result['expected']:,}; "
+                    "last client's latency per broadcast, median by second: "
+                    + ", ".join(f"{v:,.0f}" for v in result["fanout_by_second_ms"])
+                    + " ms",
                     flush=True,
                 )
     finally:
@@ -754,7 +777,7 @@ def _report_broadcast(r: dict[str, Any]) -> None:
         f"\n   Broadcast: {BROADCAST_RATE:g} price updates/s for {BROADCAST_S:g} s on Redis "
         "pub/sub, latency = client receive - publish (ms)\n"
         "   clients  server  delivered / expected  lost  seq gaps  closed       p50       p90"
-        "       p99       max  server CPU  clients CPU"
+        "       p99       max  fan-out p50 / max   server CPU  clients CPU"
     )
     for p in r["passes"]:
         q, cpu = p["latency_ms"], p["cpu_s"]
@@ -763,6 +786,7 @@ def _report_broadcast(r: dict[str, Any]) -> None:
             f"   {p['clients']:>7,}  {p['server']:<6}  {p['delivered']:>9,} / {p['expected']:>9,}  "
             f"{p['lost']:>4,}  {gaps:>8}  {p['closed']:>6,}  {ms(q['p50']):>8}  "
             f"{ms(q['p90']):>8}  {ms(q['p99']):>8}  {ms(q['max']):>8}  "
+            f"{ms(p['fanout_ms']['p50']):>8} / {ms(p['fanout_ms']['max']):>8}  "
             f"{cpu['server'] / cpu['wall']:>9.0%}  {cpu['clients'] / cpu['wall']:>10.0%}"
         )
     engine = {p["clients"]: p for p in r["passes"] if p["server"] == "engine"}
@@ -816,7 +840,12 @@ async def _cross_pass(api_url: str, ws_url: str, webhook_token: str, tag: str) -
                 await ws.send_str(orjson.dumps({"type": "subscribe", "topic": topic}).decode())
                 if await replies.get() != "subscribed":
                     raise RuntimeError(f"could not subscribe to {topic}")
-            sent = await _send_alerts(api_url, webhook_token, tag)
+            # Not measured: the first alerts of a fresh stack pay one-time costs (the paper
+            # account, prepared statements, the first position of the symbol).
+            await _send_alerts(api_url, webhook_token, tag + "-warm", WARMUP_ALERTS)
+            await asyncio.sleep(1.0)
+            seen.clear()
+            sent = await _send_alerts(api_url, webhook_token, tag, ALERTS)
             deadline = time.monotonic() + EVENT_WAIT_S
             while not _all_seen(sent, seen) and (left := deadline - time.monotonic()) > 0:
                 news.clear()
@@ -829,9 +858,11 @@ async def _cross_pass(api_url: str, ws_url: str, webhook_token: str, tag: str) -
     return _cross_result(sent, seen)
 
 
-async def _send_alerts(api_url: str, webhook_token: str, tag: str) -> list[dict[str, Any]]:
-    """ALERTS alerts at ALERT_RATE, open loop: even i a long_entry, odd i the long_exit."""
-    sent: list[dict[str, Any]] = [{} for _ in range(ALERTS)]
+async def _send_alerts(
+    api_url: str, webhook_token: str, tag: str, count: int
+) -> list[dict[str, Any]]:
+    """`count` alerts at ALERT_RATE, open loop: even i a long_entry, odd i the long_exit."""
+    sent: list[dict[str, Any]] = [{} for _ in range(count)]
     limits = httpx.Limits(max_connections=16, max_keepalive_connections=16)
     async with httpx.AsyncClient(base_url=api_url, timeout=10, limits=limits) as http:
 
@@ -862,7 +893,7 @@ async def _send_alerts(api_url: str, webhook_token: str, tag: str) -> list[dict[
 
         start = time.monotonic()
         tasks = []
-        for i in range(ALERTS):
+        for i in range(count):
             delay = start + i / ALERT_RATE - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
@@ -971,20 +1002,22 @@ async def run(ctx: Context) -> dict[str, Any]:
         _raise_risk_limits(stack.api.url, stack.access_token),
         _raise_risk_limits(ctx.engine.url, ctx.engine.info["access_token"]),
     )
-    bare_pid, bare_port = await _start_bare(ctx.children, workdir, stack.api.redis_url)
+    bare, bare_port = await _start_bare(ctx.children, workdir, stack.api.redis_url)
     results: dict[str, Any] = {"nofile": {"before": soft_before, "soft": soft, "hard": hard}}
     try:
         print("   1. idle connections ...", flush=True)
         results["idle"] = await _idle(stack, pool)
         print("   2. broadcast ...", flush=True)
-        results["broadcast"] = await _broadcast(stack, pool, bare_port, bare_pid)
+        results["broadcast"] = await _broadcast(stack, pool, bare_port, bare.pid)
         pool.stop()
+        ctx.children.stop(bare)
         print("   3. cross-process events: starting jadetrade worker ...", flush=True)
         await _start_worker(ctx, stack, workdir)
         await ctx.wait_quiet()
         results["cross_process"] = await _cross_process(ctx, stack)
     finally:
         pool.stop()
+        ctx.children.stop(bare)  # before the API: it stops the Redis the bare server reads
         if stack.worker is not None:  # newest first: the worker uses the API's stack
             ctx.children.stop(stack.worker)
         ctx.children.stop(stack.api.proc)
@@ -1048,6 +1081,8 @@ async def _library_client(lib: str, port: int, count: int, messages: int, out: P
             async with gate:
                 ws = await session.ws_connect(url, heartbeat=None, compress=0, decode_text=False)
                 await ws.receive()
+                await ws.send_str(SUBSCRIBE_PRICES)
+                await ws.receive()
 
             async def read() -> None:
                 async for msg in ws:
@@ -1062,6 +1097,8 @@ async def _library_client(lib: str, port: int, count: int, messages: int, out: P
         async def one_websockets() -> None:
             async with gate:
                 ws: ClientConnection = await connect(url, ping_interval=None, compression=None)
+                await ws.recv()
+                await ws.send(SUBSCRIBE_PRICES)
                 await ws.recv()
 
             async def read() -> None:
@@ -1137,7 +1174,8 @@ async def _client_check(count: int, messages: int) -> None:
                     }
                     await redis.publish(BARE_CHANNEL, encode(EventType.PRICE_UPDATE, payload))
                     await asyncio.sleep(0.05)
-                await wait(proc, 120)
+                if await wait(proc, 120):
+                    raise RuntimeError(f"the {lib} client failed")
                 r = orjson.loads(out.read_bytes())
                 print(
                     f"  {lib:<10}: connect {r['connect_s']:.2f} s, "

@@ -12,6 +12,7 @@ import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,6 +23,8 @@ from app.config import Settings
 from app.core import events
 from app.core.events import EventType
 from app.core.ws_hub import Hub
+from app.embedded import redis as embedded_redis
+from app.embedded.ports import free_port
 from tests.conftest import Factory, make_settings, running_app
 from tests.support.pipeline import eventually
 from tests.support.ws import LocalServer, WsClient, served, ws_client, ws_url
@@ -379,3 +382,25 @@ async def test_a_dead_peer_is_found_by_protocol_pings(app: FastAPI, factory: Fac
         await eventually(lambda: _count(hub), lambda n: n == before + 1, what="connected")
         await asyncio.to_thread(_wait_closed, frozen)
         await eventually(lambda: _count(hub), lambda n: n == before, what="dead peer dropped")
+
+
+async def test_sockets_outlive_a_redis_restart_and_are_told_to_resync(
+    settings: Settings, factory: Factory, tmp_path: Path
+) -> None:
+    port = free_port()
+    embedded_redis.start(tmp_path / "redis", port, persistent=False)
+    try:
+        async with _engine(settings, REDIS_URL=f"redis://127.0.0.1:{port}/0") as (app, server):
+            user = await factory.user()
+            async with ws_client(ws_url(server, factory.access_token(user))) as ws:
+                await _connected(ws)
+                await ws.send({"type": "subscribe", "topic": "trades"})
+                await ws.next_of("subscribed")
+                embedded_redis.stop(tmp_path / "redis")
+                embedded_redis.start(tmp_path / "redis", port, persistent=False)
+                await ws.next_of("resync")
+                # Resubscribed: what is published now still arrives.
+                await _publish(app, user.id, EventType.TRADE_EXECUTED, {"id": "after"})
+                await ws.next_of("trade_executed", id="after")
+    finally:
+        embedded_redis.stop(tmp_path / "redis")

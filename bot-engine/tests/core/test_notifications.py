@@ -4,6 +4,7 @@ dedupe key that makes a notice derived twice count once."""
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 from app.core.notifications import Notice, daily_summary_notice, protection_notice, signal_notice
 
@@ -14,7 +15,7 @@ ENTRY = {
 }
 
 
-def _signal(status: str, result: dict[str, object], *, reason: str | None = None,
+def _signal(status: str, result: dict[str, Any], *, reason: str | None = None,
             check: str | None = None, kind: str = "long_entry") -> Notice | None:  # fmt: skip
     return signal_notice("u1", "s1", kind, "BTCUSDT", status, reason, result, check)
 
