@@ -45,7 +45,9 @@ TOPICS = ("prices", "positions", "trades", "signals")
 MAX_TOPICS = 50
 MAX_MESSAGE_BYTES = 4096
 BEARER_PROTOCOL = "bearer"
-ABORT_EXTENSION = "jadetrade.abort"  # set by the engine's uvicorn protocol (app.api.ws_server)
+# Set by the engine's uvicorn protocol (app.api.ws_server); other servers go without them.
+ABORT_EXTENSION = "jadetrade.abort"
+SEND_NOWAIT_EXTENSION = "jadetrade.send_nowait"
 
 
 def _credentials(websocket: WebSocket) -> tuple[str | None, str | None]:
@@ -163,7 +165,7 @@ class _Session:
                            field="topic", topic=topic)  # fmt: skip
                 return
             topics.add(topic)
-            self.hub.topics_changed(self.conn)
+            self.hub.topics_changed(self.conn, subscribed=topic)
             self.reply("subscribed", {"topic": topic})
         else:
             topics.discard(topic)
@@ -205,12 +207,14 @@ async def connect(websocket: WebSocket) -> None:
     async def close(code: int, reason: str) -> None:
         await websocket.close(code, reason)
 
+    extensions = websocket.scope.get("extensions") or {}
     conn = Connection(
         user_id=claims.sub,
         send=send,
         close=close,
         queue_size=settings.WS_SEND_QUEUE_SIZE,
-        abort=(websocket.scope.get("extensions") or {}).get(ABORT_EXTENSION),
+        abort=extensions.get(ABORT_EXTENSION),
+        send_nowait=extensions.get(SEND_NOWAIT_EXTENSION),
     )
     try:
         await hub.register(conn)

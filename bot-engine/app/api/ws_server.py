@@ -5,6 +5,10 @@ two things a trading dashboard's server needs that ASGI cannot express.
   then blocks every send to it, the closing frame included, and `transport.close()` would wait
   for a flush that never comes. The connection's ASGI scope carries `jadetrade.abort`, which
   drops the transport at once; the hub calls it when a closing frame cannot be delivered.
+- **Write without a task switch.** `jadetrade.send_nowait` writes a text frame at once when
+  the socket takes it (its buffer is below the high-water mark), so a broadcast to thousands
+  of sockets costs one frame write each instead of a queue and a task wake-up each; the hub
+  queues only for clients that are behind.
 - **Close with 1001 (going away) on shutdown**, the code a client should read as "reconnect
   elsewhere", where uvicorn sends 1012. A client that cannot take even that is aborted.
 
@@ -14,9 +18,10 @@ two things a trading dashboard's server needs that ASGI cannot express.
 from __future__ import annotations
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.exceptions import InvalidState
 from websockets.http11 import Request
 
-from app.api.websocket import ABORT_EXTENSION
+from app.api.websocket import ABORT_EXTENSION, SEND_NOWAIT_EXTENSION
 
 GOING_AWAY = 1001
 
@@ -27,6 +32,26 @@ class EngineWebSocketProtocol(WebSocketsSansIOProtocol):
         scope = getattr(self, "scope", None)
         if scope is not None:  # the handshake went ahead (the ASGI task has not run yet)
             scope["extensions"][ABORT_EXTENSION] = self.transport.abort
+            scope["extensions"][SEND_NOWAIT_EXTENSION] = self.send_text_nowait
+
+    def send_text_nowait(self, text: str) -> bool:
+        """Write one text frame now if the socket takes it without waiting; False when it
+        would have to wait (or is closing), and the caller queues the message instead."""
+        if (
+            not self.handshake_complete
+            or self.close_sent
+            or self.disconnected
+            or self.initial_response is not None
+            or not self.writable.is_set()
+            or self.transport.is_closing()
+        ):
+            return False
+        try:
+            self.conn.send_text(text.encode())
+        except InvalidState:
+            return False
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        return True
 
     def shutdown(self) -> None:
         if self.close_sent or not self.handshake_complete:

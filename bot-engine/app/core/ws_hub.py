@@ -72,13 +72,15 @@ def control(message_type: str, data: dict[str, Any] | None = None) -> str:
 
 @dataclass(eq=False)
 class Connection:
-    """One client socket. `send` and `close` talk to it; `abort` drops its transport."""
+    """One client socket. `send` and `close` talk to it; `send_nowait` writes at once when the
+    socket can take it (False when it cannot); `abort` drops its transport."""
 
     user_id: str
     send: Send
     close: Close
     queue_size: int
     abort: Callable[[], None] | None = None
+    send_nowait: Callable[[str], bool] | None = None
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     topics: set[str] = field(default_factory=set)
     seq: int = 0
@@ -86,6 +88,7 @@ class Connection:
     close_code: int | None = None
     _queue: asyncio.Queue[str] = field(init=False)
     _sender: asyncio.Task[None] | None = None
+    _sending: bool = False  # the sender holds a message it is writing
 
     def __post_init__(self) -> None:
         self._queue = asyncio.Queue(self.queue_size)
@@ -99,8 +102,13 @@ class Connection:
         if self.closed.is_set():
             return True
         self.seq += 1
+        text = f'{{"seq":{self.seq},{body[1:]}'
+        # Nothing ahead of it: write now, without waking the sender (the common case).
+        idle = not self._sending and self._queue.empty()
+        if idle and self.send_nowait is not None and self.send_nowait(text):
+            return True
         try:
-            self._queue.put_nowait(f'{{"seq":{self.seq},{body[1:]}')
+            self._queue.put_nowait(text)
         except asyncio.QueueFull:
             self.seq -= 1
             return False
@@ -113,7 +121,11 @@ class Connection:
     async def _send_loop(self) -> None:
         while True:
             text = await self._queue.get()
-            await self.send(text)
+            self._sending = True
+            try:
+                await self.send(text)
+            finally:
+                self._sending = False
 
     async def shut(self, code: int, reason: str) -> None:
         """Stop sending and close the socket with `code`; a client that cannot even take the
@@ -239,15 +251,15 @@ class Hub:
         log.info("ws_disconnected", connection_id=conn.id, close_code=conn.close_code,
                  connections=self.connection_count)  # fmt: skip
 
-    def topics_changed(self, conn: Connection) -> None:
-        """Call after `conn.topics` changed: price delivery and the watched symbols follow."""
+    def topics_changed(self, conn: Connection, subscribed: str | None = None) -> None:
+        """Call after `conn.topics` changed (`subscribed`: the topic just added): price
+        delivery follows, and a newly watched symbol is announced to the price updater."""
         if any(t == "prices" or t.startswith("prices:") for t in conn.topics):
             self._price_watchers.add(conn)
         else:
             self._price_watchers.discard(conn)
-        watched = sorted(self._watched_symbols())
-        if watched:  # a ZADD per subscription change: cheap, and the updater learns at once
-            self._spawn(self._announce(watched))
+        if subscribed is not None and subscribed.startswith("prices:"):
+            self._spawn(self._announce([subscribed.split(":", 1)[1]]))
 
     def deliver(self, conn: Connection, body: str) -> None:
         if conn.deliver(body):
