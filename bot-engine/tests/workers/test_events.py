@@ -15,7 +15,7 @@ from app.core.events import WANTED_PRICES_KEY
 from app.core.notifications import NOTICE_STREAM
 from app.exchanges.ticker_stream import StreamingTickerFeed
 from app.workers.pipeline import trigger_round
-from app.workers.price_updater import LEASE_KEY, PriceUpdater, hold_lease
+from app.workers.price_updater import LEASE_KEY, PriceUpdater, StreamFeedFactory, hold_lease
 from tests.exchange_sim.binance_public import BinancePublicServer
 from tests.exchange_sim.binance_ws import BinanceWsServer
 from tests.support.pipeline import SLIPPAGE, Harness, eventually
@@ -53,6 +53,21 @@ def _story(client: WsClient) -> list[tuple[str, str]]:
         elif m["type"] == "position_update":
             told.append((m["type"], data["status"]))
     return told
+
+
+def _updater(harness: Harness, stream_feed: StreamFeedFactory) -> PriceUpdater:
+    """The harness's price updater: paper prices from its manual feed, live ones from
+    `stream_feed`."""
+    return PriceUpdater(
+        harness.app.state.pg,
+        harness.app.state.redis,
+        harness.pipeline.events,
+        paper_feed=harness.feed,
+        stream_feed=stream_feed,
+        default_exchange="paper",
+        interval_s=0.05,
+        owner="test-updater",
+    )
 
 
 async def _notices(redis: Redis) -> list[dict[str, str]]:
@@ -132,16 +147,7 @@ async def test_the_price_updater_publishes_prices_and_unrealised_pnl(
     def no_stream(exchange: str) -> Any:
         raise AssertionError(f"paper only here, asked for {exchange}")
 
-    updater = PriceUpdater(
-        harness.app.state.pg,
-        harness.app.state.redis,
-        harness.pipeline.events,
-        paper_feed=harness.feed,
-        stream_feed=no_stream,
-        default_exchange="paper",
-        interval_s=0.05,
-        owner="test-updater",
-    )
+    updater = _updater(harness, no_stream)
     async with ws_client(ws_url(server, harness.factory.access_token(trader.user))) as ws:
         await _subscribed(ws, "positions", "prices:ETHUSDT")
         await eventually(
@@ -196,16 +202,7 @@ async def test_live_positions_are_marked_from_the_exchanges_stream(
                                              rest_urls=rest.api_urls, timeout_ms=3000))  # fmt: skip
             return feeds[-1]
 
-        updater = PriceUpdater(
-            harness.app.state.pg,
-            harness.app.state.redis,
-            harness.pipeline.events,
-            paper_feed=harness.feed,
-            stream_feed=binance_stream,
-            default_exchange="paper",
-            interval_s=0.05,
-            owner="test-updater",
-        )
+        updater = _updater(harness, binance_stream)
         try:
             async with ws_client(ws_url(server, harness.factory.access_token(trader.user))) as ws:
                 await _subscribed(ws, "positions", "prices")
