@@ -183,6 +183,7 @@ class Hub:
         self._reader: asyncio.Task[None] | None = None
         self._announcer: asyncio.Task[None] | None = None
         self._stopping = False
+        self._connections = 0  # sockets registered here (a count: logged on every connect)
         self._background: set[asyncio.Task[None]] = set()
 
     # ----------------------------------------------------------------- lifecycle
@@ -213,7 +214,7 @@ class Hub:
 
     @property
     def connection_count(self) -> int:
-        return sum(len(c) for c in self.by_user.values())
+        return self._connections
 
     # ----------------------------------------------------------------- connections
     def has_room(self, user_id: str) -> bool:
@@ -224,6 +225,7 @@ class Hub:
         channel = user_channel(conn.user_id)
         first = not self.by_user.get(conn.user_id)
         self.by_user[conn.user_id].add(conn)
+        self._connections += 1
         conn.start()
         try:
             if first:
@@ -231,6 +233,7 @@ class Hub:
             await self._await_confirmation(channel)
         except (RedisError, OSError, TimeoutError) as exc:
             self.by_user[conn.user_id].discard(conn)
+            self._connections -= 1
             raise FanoutUnavailable(type(exc).__name__) from exc
         log.info("ws_connected", connection_id=conn.id, connections=self.connection_count)
 
@@ -239,6 +242,7 @@ class Hub:
         if users is None or conn not in users:
             return
         users.discard(conn)
+        self._connections -= 1
         self._price_watchers.discard(conn)
         if not users:
             del self.by_user[conn.user_id]
