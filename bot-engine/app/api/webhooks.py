@@ -64,6 +64,9 @@ async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
     return b"".join(chunks)
 
 
+_STRATEGY_EXISTS = "SELECT EXISTS (SELECT 1 FROM strategies WHERE id = $1)"
+
+
 @router.post(
     "/tradingview",
     response_model=WebhookAccepted,
@@ -113,6 +116,14 @@ async def tradingview(request: Request, redis: RedisDep) -> WebhookAccepted:
                 f"alert is older than {settings.MAX_ALERT_AGE_S} s",
                 field="timenow",
                 code="stale_alert",
+            )
+        if alert.strategy_id is not None and not await conn.fetchval(
+            _STRATEGY_EXISTS, alert.strategy_id
+        ):
+            raise ValidationFailed(
+                "strategy_id names no strategy of this platform",
+                field="strategy_id",
+                code="unknown_strategy",
             )
         result = await record_alert(conn, settings, owner.user_id, owner.tier, alert)
     user_id = owner.user_id

@@ -4,6 +4,7 @@ source addresses, stale alerts, and durability when Redis is down."""
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
@@ -238,3 +239,19 @@ async def test_database_down_is_a_clear_503(settings: Settings, clean_state: Non
     assert response.status_code == 503, response.text
     assert response.json()["error"]["code"] == "service_unavailable"
     assert response.headers["retry-after"] == "5"
+
+
+async def test_a_strategy_id_must_name_a_strategy(
+    client: httpx.AsyncClient, factory: Factory
+) -> None:
+    token = await factory.webhook_token(await factory.user())
+    async with factory.app.state.pg.acquire() as conn:
+        known = await conn.fetchval(
+            "INSERT INTO strategies (name) VALUES ($1) RETURNING id", f"s-{uuid.uuid4().hex[:8]}"
+        )
+    response = await client.post(URL, json=_alert(token, strategy_id=str(uuid.uuid4())))
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert (error["code"], error["field"]) == ("unknown_strategy", "strategy_id")
+    accepted = await client.post(URL, json=_alert(token, strategy_id=str(known)))
+    assert accepted.status_code == 200, accepted.text
