@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -81,8 +81,7 @@ class CcxtTickerFeed:
         self._ccxt = ccxt
         self._client: Any = getattr(ccxt, exchange_id)(config)
         self._clock = clock
-        self._markets_lock = asyncio.Lock()
-        self._symbols: dict[str, str] | None = None  # canonical → ccxt symbol, once loaded
+        self._perpetuals = PerpetualSymbols(exchange_id, self._load_markets)
         self._quotes: dict[str, _Quote] = {}
         self._fetches: dict[str, asyncio.Task[Decimal]] = {}
         self._paused_until: float | None = None
@@ -120,7 +119,7 @@ class CcxtTickerFeed:
         ccxt_symbol = await self._ccxt_symbol(symbol)
         with self._translated(symbol):
             ticker = await self._client.fetch_ticker(ccxt_symbol)
-        price = _decimal(ticker.get("last"))
+        price = to_decimal(ticker.get("last"))
         if price is None:
             raise PriceUnavailable(f"{self.exchange_id} reports no last price for {symbol}")
         self._quotes[symbol] = _Quote(price, self._clock())
@@ -133,25 +132,12 @@ class CcxtTickerFeed:
             fetch.exception()  # retrieved here too, in case every waiter was cancelled
 
     async def _ccxt_symbol(self, symbol: str) -> str:
-        symbols = self._symbols
-        if symbols is None:
-            async with self._markets_lock:
-                if self._symbols is None:
-                    with self._translated("markets"):
-                        markets = await self._client.load_markets()
-                    self._symbols = _linear_perpetuals(markets.values())
-                    log.info(
-                        "ticker_feed_markets_loaded",
-                        exchange=self.exchange_id,
-                        perpetuals=len(self._symbols),
-                    )
-                symbols = self._symbols
-        try:
-            return symbols[symbol]
-        except KeyError:
-            raise PriceUnavailable(
-                f"{self.exchange_id} lists no active linear perpetual for {symbol!r}"
-            ) from None
+        return await self._perpetuals.ccxt_symbol(symbol)
+
+    async def _load_markets(self) -> Mapping[str, Any]:
+        with self._translated("markets"):
+            markets: Mapping[str, Any] = await self._client.load_markets()
+        return markets
 
     # ------------------------------------------------------------------ errors
     @contextmanager
@@ -208,7 +194,36 @@ class CcxtTickerFeed:
         )
 
 
-def _linear_perpetuals(markets: Iterable[Mapping[str, Any]]) -> dict[str, str]:
+class PerpetualSymbols:
+    """Canonical symbol → the exchange's linear perpetual ("BTCUSDT" → "BTC/USDT:USDT"),
+    from the markets `load` returns, loaded once (concurrent first callers share the load)."""
+
+    def __init__(self, exchange: str, load: Callable[[], Awaitable[Mapping[str, Any]]]) -> None:
+        self.exchange = exchange
+        self._load = load
+        self._lock = asyncio.Lock()
+        self._symbols: dict[str, str] | None = None
+
+    async def listed(self) -> dict[str, str]:
+        if self._symbols is None:
+            async with self._lock:
+                if self._symbols is None:
+                    markets = await self._load()
+                    self._symbols = linear_perpetuals(markets.values())
+                    log.info("markets_loaded", exchange=self.exchange,
+                             perpetuals=len(self._symbols))  # fmt: skip
+        return self._symbols
+
+    async def ccxt_symbol(self, symbol: str) -> str:
+        try:
+            return (await self.listed())[symbol]
+        except KeyError:
+            raise PriceUnavailable(
+                f"{self.exchange} lists no active linear perpetual for {symbol!r}"
+            ) from None
+
+
+def linear_perpetuals(markets: Iterable[Mapping[str, Any]]) -> dict[str, str]:
     """canonical symbol → ccxt symbol of every active linear perpetual.
 
     Keyed by the exchange's own market id first (what TradingView sends: BTCUSDT), then by
@@ -231,7 +246,7 @@ def _linear_perpetuals(markets: Iterable[Mapping[str, Any]]) -> dict[str, str]:
     return by_canonical
 
 
-def _decimal(value: object) -> Decimal | None:
+def to_decimal(value: object) -> Decimal | None:
     """ccxt's float as the Decimal it was printed from (via str, never float arithmetic)."""
     if value is None or isinstance(value, bool):
         return None

@@ -35,8 +35,8 @@ from decimal import Decimal
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from app.exchanges.errors import ExchangeError, PriceUnavailable, RetryLater
-from app.exchanges.ticker_feed import _decimal, _linear_perpetuals
+from app.exchanges.errors import ExchangeError, RetryLater
+from app.exchanges.ticker_feed import PerpetualSymbols, to_decimal
 from app.logging.logger import get_logger
 
 if TYPE_CHECKING:
@@ -136,9 +136,8 @@ class StreamingTickerFeed:
         self._client = client
         self._clock = clock
         self._jitter = random.Random()  # noqa: S311 - spreads reconnects, guards nothing
-        self._markets_lock = asyncio.Lock()
         self._watch_lock = asyncio.Lock()
-        self._symbols: dict[str, str] | None = None  # canonical → ccxt symbol, once loaded
+        self._perpetuals = PerpetualSymbols(exchange, self._load_markets)
         self._follows: dict[str, _Follow] = {}
         self._quotes: dict[str, Quote] = {}
         self._closed = False
@@ -183,7 +182,7 @@ class StreamingTickerFeed:
         self._check_open()
         wanted = set(symbols)
         async with self._watch_lock:
-            listed = await self._perpetuals()
+            listed = await self._perpetuals.listed()
             unlisted = frozenset(wanted - listed.keys())
             dropped = [symbol for symbol in self._follows if symbol not in wanted]
             await asyncio.gather(*(self._stop(symbol) for symbol in dropped))
@@ -320,26 +319,12 @@ class StreamingTickerFeed:
 
     # ------------------------------------------------------------------ markets
     async def _ccxt_symbol(self, symbol: str) -> str:
-        try:
-            return (await self._perpetuals())[symbol]
-        except KeyError:
-            raise PriceUnavailable(
-                f"{self.exchange} lists no active linear perpetual for {symbol!r}"
-            ) from None
+        return await self._perpetuals.ccxt_symbol(symbol)
 
-    async def _perpetuals(self) -> dict[str, str]:
-        if self._symbols is None:
-            async with self._markets_lock:
-                if self._symbols is None:
-                    with self._translated("markets"):
-                        markets = await self._client.load_markets()
-                    self._symbols = _linear_perpetuals(markets.values())
-                    log.info(
-                        "ticker_stream_markets_loaded",
-                        exchange=self.exchange,
-                        perpetuals=len(self._symbols),
-                    )
-        return self._symbols
+    async def _load_markets(self) -> Mapping[str, Any]:
+        with self._translated("markets"):
+            markets: Mapping[str, Any] = await self._client.load_markets()
+        return markets
 
     # ------------------------------------------------------------------ errors
     @contextmanager
@@ -398,7 +383,7 @@ def _replace_urls(
 def _ticker_price(ticker: Mapping[str, Any]) -> Decimal | None:
     """The price of a ccxt ticker: last trade, else mark, else close."""
     for key in ("last", "markPrice", "close"):
-        price = _decimal(ticker.get(key))
+        price = to_decimal(ticker.get(key))
         if price is not None:
             return price
     return None
