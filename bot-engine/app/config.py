@@ -22,6 +22,18 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 DEV_ENCRYPTION_KEY = "00" * 31 + "de"
 DEV_COGNITO_USER_POOL_ID = "us-east-1_localdev"
 DEV_COGNITO_APP_CLIENT_ID = "jadetrade-local-client"
+# Claude models the Messages API no longer serves (a request naming one fails).
+RETIRED_MODELS = frozenset(
+    {
+        "claude-sonnet-4-20250514",
+        "claude-opus-4-20250514",
+        "claude-3-7-sonnet-20250219",
+        "claude-3-5-sonnet-20241022",
+        "claude-3-5-haiku-20241022",
+        "claude-3-opus-20240229",
+        "claude-3-haiku-20240307",
+    }
+)
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "0.0.0.0", ""})  # noqa: S104
 
 
@@ -51,6 +63,12 @@ def _default_local_dir() -> Path:
     if (repo / "bot-engine").is_dir() and (repo / "Makefile").is_file():
         return repo / ".local"
     return Path.cwd() / ".local"
+
+
+def _default_knowledge_dir() -> Path | None:
+    """`docs/knowledge/` of the checkout the engine runs from, if there is one."""
+    folder = Path(__file__).resolve().parent.parent.parent / "docs" / "knowledge"
+    return folder if folder.is_dir() else None
 
 
 class ConfigurationError(Exception):
@@ -105,11 +123,30 @@ class Settings(BaseSettings):
     # one; dropped once rotation is done. A JSON list: '["<64 hex>", ...]'.
     ENCRYPTION_KEYS_RETIRED: list[SecretStr] = Field(default_factory=list)
 
-    # AI
+    # AI assistant. Without ANTHROPIC_API_KEY the chat answers in offline mode: retrieved
+    # knowledge passages and the user's own data, no language model.
     ANTHROPIC_API_KEY: SecretStr | None = None
+    ANTHROPIC_BASE_URL: str | None = None  # a gateway or local stand-in of the Messages API
+    AI_MODEL: str = "claude-sonnet-5-5"
+    AI_MAX_TOKENS: int = Field(default=2048, ge=1, le=64_000)
+    AI_TIMEOUT_S: float = Field(default=60.0, gt=0)  # one model request, streaming included
+    AI_MAX_TOOL_ROUNDS: int = Field(default=3, ge=0, le=10)  # read-only look-ups per answer
+    # Monthly assistant answers per tier, unless a user's own `chat_messages_limit` is set.
+    CHAT_MONTHLY_MESSAGES_PRO: int = Field(default=300, ge=0)
+    CHAT_MONTHLY_MESSAGES_ENTERPRISE: int = Field(default=5000, ge=0)
+    CHAT_MAX_MESSAGE_CHARS: int = Field(default=4000, ge=1)
+    CHAT_MAX_HISTORY_MESSAGES: int = Field(default=20, ge=0)  # earlier turns sent back
+    # Knowledge base: embeddings (auto: OpenAI when OPENAI_API_KEY is set, else the local
+    # offline model) and retrieval.
+    EMBEDDING_PROVIDER: Literal["auto", "local", "openai"] = "auto"
     OPENAI_API_KEY: SecretStr | None = None
-    AI_MODEL: str = "claude-sonnet-4-5"
-    AI_MAX_TOKENS: int = Field(default=4096, ge=1)
+    OPENAI_BASE_URL: str | None = None
+    OPENAI_EMBEDDING_MODEL: Literal["text-embedding-3-small", "text-embedding-3-large"] = (
+        "text-embedding-3-small"
+    )
+    KB_SEARCH_LIMIT: int = Field(default=4, ge=1, le=20)  # passages given with a question
+    # The documents `jadetrade run` indexes on start (`jadetrade kb index` takes any folder).
+    KNOWLEDGE_DIR: Path | None = Field(default_factory=_default_knowledge_dir)
 
     # Logging
     LOKI_URL: str | None = None
@@ -251,6 +288,8 @@ class Settings(BaseSettings):
                 found.append(
                     f"ENCRYPTION_KEYS_RETIRED entry {position} is the active ENCRYPTION_KEY"
                 )
+        if self.AI_MODEL in RETIRED_MODELS:
+            found.append(f"AI_MODEL {self.AI_MODEL!r} is retired; choose a current model")
         if not self.is_production:
             return found
 

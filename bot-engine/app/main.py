@@ -16,8 +16,13 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from app import __version__
+from app.ai.chat_engine import build_chat_engine
+from app.ai.chat_service import ChatService
+from app.ai.embeddings import build_embedder
+from app.ai.knowledge_base import check_model
 from app.api import (
     account,
+    chat,
     exchange_keys,
     health,
     history,
@@ -31,7 +36,7 @@ from app.api import (
 from app.config import AuthMode, Settings, get_settings
 from app.core.auth import build_verifier
 from app.core.database import create_engine, create_sessionmaker
-from app.core.errors import install_error_handlers
+from app.core.errors import AppError, install_error_handlers
 from app.core.local_issuer import LocalIssuer
 from app.core.pg import create_pool
 from app.core.redis import create_redis
@@ -82,10 +87,19 @@ def _lifespan(settings: Settings, run_workers: bool):  # type: ignore[no-untyped
         )
         hub = Hub(redis, max_per_user=settings.WS_MAX_CONNECTIONS_PER_USER)
         app.state.hub = hub
+        chat_engine, chat_unavailable = await build_chat_engine(settings)
+        app.state.chat = chat_service = ChatService(
+            settings,
+            app.state.sessionmaker,
+            build_embedder(settings),
+            chat_engine,
+            unavailable=chat_unavailable,
+        )
         runtime = WorkerRuntime(redis, role="api") if run_workers else None
         worker_pg = None
         try:
             await hub.start()
+            await _check_knowledge_base(chat_service)
             if runtime is not None:
                 await runtime.start()
                 worker_pg = await create_pool(
@@ -106,6 +120,7 @@ def _lifespan(settings: Settings, run_workers: bool):  # type: ignore[no-untyped
             yield
         finally:
             await hub.stop()
+            await chat_service.aclose()
             if runtime is not None:
                 await runtime.stop()
             if worker_pg is not None:
@@ -117,6 +132,16 @@ def _lifespan(settings: Settings, run_workers: bool):  # type: ignore[no-untyped
             log.info("engine_stopped")
 
     return lifespan
+
+
+async def _check_knowledge_base(chat_service: ChatService) -> None:
+    """Say loudly at start-up when the stored passages belong to another embedding model:
+    the assistant refuses to search them until they are re-indexed."""
+    async with chat_service.sessionmaker() as session:
+        try:
+            await check_model(session, chat_service.embedder)
+        except AppError as exc:
+            log.error("knowledge_base_unusable", code=exc.code, message=exc.message)
 
 
 def create_app(settings: Settings | None = None, *, run_workers: bool = False) -> FastAPI:
@@ -147,6 +172,7 @@ def create_app(settings: Settings | None = None, *, run_workers: bool = False) -
         risk,
         exchange_keys,
         notifications,
+        chat,
         websocket,
     ):
         app.include_router(module.router)

@@ -157,7 +157,7 @@ async def _table_names(db_engine: AsyncEngine) -> list[str]:
         rows = await conn.execute(
             text(
                 "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
-                "AND tablename <> 'alembic_version'"
+                "AND tablename NOT IN ('alembic_version', 'knowledge_embeddings')"
             )
         )
         return [r[0] for r in rows]
@@ -167,7 +167,10 @@ async def _table_names(db_engine: AsyncEngine) -> list[str]:
 async def clean_state(
     db_engine: AsyncEngine, _table_names: list[str], servers: TestServers
 ) -> None:
-    """Each test that touches data starts from empty tables and an empty Redis database."""
+    """Each test that touches data starts from empty tables and an empty Redis database.
+
+    The knowledge base is kept: it holds no user data, and embedding the shipped documents
+    takes seconds (`tests/ai` index them once per session and clean up their own rows)."""
     async with db_engine.begin() as conn:
         await conn.execute(text(f"TRUNCATE {', '.join(_table_names)} CASCADE"))
     redis = create_redis(servers.redis_url)

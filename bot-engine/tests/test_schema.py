@@ -25,7 +25,6 @@ from app.core.database import ensure_database, to_asyncpg_url, to_libpq_url
 from app.core.migrations import current_revision, downgrade_to, upgrade_to_head
 from app.embedded.postgres import psql_path, server_env
 from app.models import (
-    EMBEDDING_DIMENSIONS,
     Base,
     KnowledgeEmbedding,
     RealTrade,
@@ -39,7 +38,7 @@ if TYPE_CHECKING:
     from tests.conftest import TestServers
 
 SETUP_SQL = Path(__file__).resolve().parents[2] / "infrastructure" / "scripts" / "setup-db.sql"
-HEAD = "0006"
+HEAD = "0007"
 
 MakeDatabase = Callable[[str], Awaitable[str]]
 
@@ -173,7 +172,7 @@ async def test_catalog_comparison_reports_a_changed_schema(
     report = format_differences(differences)
 
     assert len(differences) == 3, report
-    assert "columns: users.nickname only in db: #11 text NULL" in report
+    assert "columns: users.nickname only in db: #12 text NULL" in report
     assert "indexes: ix_real_trades_status only in sql: CREATE INDEX" in report
     assert "columns: notifications.push_sent differs" in report
     assert "DEFAULT true" in report
@@ -324,13 +323,15 @@ async def test_models_round_trip_decimals_and_vectors(migrated_db: str) -> None:
                 quantity=Decimal("0.00012345"),
                 client_order_id=f"jt-{signal.id.hex[:16]}-entry",
             )
-            vector = [1.0 / (i + 1) for i in range(EMBEDDING_DIMENSIONS)]
+            vector = [1.0 / (i + 1) for i in range(384)]
             passage = KnowledgeEmbedding(
                 source_type="faq",
                 source_id=source_id,
+                document=source_id,
                 content="What is a stop loss?",
                 content_hash="0" * 64,
                 embedding=vector,
+                embedding_dimensions=384,
                 embedding_model="all-MiniLM-L6-v2",
                 metadata_={"lang": "en"},
             )

@@ -49,11 +49,12 @@ CREATE TABLE IF NOT EXISTS users (
     subscription_tier VARCHAR(20) DEFAULT 'free' NOT NULL,
     chat_enabled BOOLEAN DEFAULT false NOT NULL,
     chat_messages_used INTEGER DEFAULT 0 NOT NULL,
-    chat_messages_limit INTEGER DEFAULT 0 NOT NULL,  -- 0: no chat allowance
+    chat_messages_limit INTEGER DEFAULT 0 NOT NULL,  -- 0: the tier's monthly allowance
     telegram_chat_id VARCHAR(100),
     telegram_enabled BOOLEAN DEFAULT false NOT NULL,
     created_at TIMESTAMP WITH TIME ZONE DEFAULT now() NOT NULL,
     updated_at TIMESTAMP WITH TIME ZONE DEFAULT now() NOT NULL,
+    chat_usage_month DATE,  -- migration 0007: first day (UTC) of the month counted
     CONSTRAINT pk_users PRIMARY KEY (id),
     CONSTRAINT ck_users_tier CHECK (subscription_tier IN ('free', 'pro', 'enterprise')),
     CONSTRAINT ck_users_chat_messages_used CHECK (chat_messages_used >= 0),
@@ -416,12 +417,20 @@ CREATE TABLE IF NOT EXISTS chat_messages (
     conversation_id UUID NOT NULL,
     role VARCHAR(20) NOT NULL,
     content TEXT NOT NULL,
-    input_tokens INTEGER,
+    input_tokens INTEGER,  -- excludes the cached part of the prompt
     output_tokens INTEGER,
-    context_summary TEXT,
+    context_summary TEXT,  -- what of the user's account data went with the question
     created_at TIMESTAMP WITH TIME ZONE DEFAULT now() NOT NULL,
+    -- migration 0007: assistant messages, 'claude' or 'offline' (no language model)
+    mode VARCHAR(20),
+    model VARCHAR(100),
+    stop_reason VARCHAR(30),
+    cache_read_input_tokens INTEGER,
+    cache_creation_input_tokens INTEGER,
+    sources JSONB,  -- the knowledge passages the answer was given
     CONSTRAINT pk_chat_messages PRIMARY KEY (id),
     CONSTRAINT ck_chat_messages_role CHECK (role IN ('user', 'assistant', 'system')),
+    CONSTRAINT ck_chat_messages_mode CHECK (mode IN ('claude', 'offline')),
     CONSTRAINT ck_chat_messages_input_tokens CHECK (input_tokens >= 0),
     CONSTRAINT ck_chat_messages_output_tokens CHECK (output_tokens >= 0),
     CONSTRAINT fk_chat_messages_conversation_id_chat_conversations FOREIGN KEY (conversation_id)
@@ -432,10 +441,12 @@ CREATE INDEX IF NOT EXISTS ix_chat_messages_conversation_id_created_at
 
 -- ---------------------------------------------------------------------------------------
 -- knowledge_embeddings: passages of the assistant's knowledge base with their embedding.
--- (source_type, source_id) identifies a document, so re-indexing it is an upsert.
+-- source_id is `<document>#<chunk>`, so re-indexing a document is an upsert per passage.
 -- embedding_model records which model made the vector (vectors of different models are
--- not comparable). 384 dimensions: all-MiniLM-L6-v2. The HNSW index serves cosine
--- distance (`<=>`) and, unlike IVFFlat, needs no data to be built well.
+-- not comparable). The column has no fixed size; pgvector indexes one size at a time, so
+-- each supported size (384: all-MiniLM-L6-v2, 1536: text-embedding-3-small) has a partial
+-- HNSW index over the column cast to it. HNSW, unlike IVFFlat, needs no data to be built
+-- well. search_vector serves full-text ranking beside vector search.
 -- ---------------------------------------------------------------------------------------
 CREATE TABLE IF NOT EXISTS knowledge_embeddings (
     id UUID DEFAULT gen_random_uuid() NOT NULL,
@@ -443,19 +454,36 @@ CREATE TABLE IF NOT EXISTS knowledge_embeddings (
     source_id VARCHAR(255) NOT NULL,
     title VARCHAR(500),
     content TEXT NOT NULL,
-    content_hash VARCHAR(64) NOT NULL,  -- hex SHA-256 of the embedded text
-    embedding VECTOR(384) NOT NULL,
+    content_hash VARCHAR(64) NOT NULL,  -- hex SHA-256 of the embedded text and model
+    embedding VECTOR NOT NULL,
     embedding_model VARCHAR(100) NOT NULL,
     metadata JSONB,
     created_at TIMESTAMP WITH TIME ZONE DEFAULT now() NOT NULL,
     updated_at TIMESTAMP WITH TIME ZONE DEFAULT now() NOT NULL,
+    embedding_dimensions INTEGER NOT NULL,  -- migration 0007
+    document VARCHAR(255) NOT NULL,
+    chunk_index INTEGER DEFAULT 0 NOT NULL,
+    search_vector TSVECTOR GENERATED ALWAYS AS (
+        setweight(to_tsvector('english', coalesce(title, '')), 'A') ||
+        setweight(to_tsvector('english', content), 'B')
+    ) STORED,
     CONSTRAINT pk_knowledge_embeddings PRIMARY KEY (id),
     CONSTRAINT ck_knowledge_embeddings_source_type
         CHECK (source_type IN ('docs', 'faq', 'strategy', 'guide')),
+    CONSTRAINT ck_knowledge_embeddings_embedding_dimensions
+        CHECK (embedding_dimensions = vector_dims(embedding)),
     CONSTRAINT uq_knowledge_embeddings_source_type_source_id UNIQUE (source_type, source_id)
 );
-CREATE INDEX IF NOT EXISTS ix_knowledge_embeddings_embedding
-    ON knowledge_embeddings USING hnsw (embedding vector_cosine_ops);
+CREATE INDEX IF NOT EXISTS ix_knowledge_embeddings_embedding_384
+    ON knowledge_embeddings USING hnsw ((embedding::vector(384)) vector_cosine_ops)
+    WHERE embedding_dimensions = 384;
+CREATE INDEX IF NOT EXISTS ix_knowledge_embeddings_embedding_1536
+    ON knowledge_embeddings USING hnsw ((embedding::vector(1536)) vector_cosine_ops)
+    WHERE embedding_dimensions = 1536;
+CREATE INDEX IF NOT EXISTS ix_knowledge_embeddings_search_vector
+    ON knowledge_embeddings USING gin (search_vector);
+CREATE INDEX IF NOT EXISTS ix_knowledge_embeddings_source_type_document
+    ON knowledge_embeddings (source_type, document);
 
 -- ---------------------------------------------------------------------------------------
 -- audit_log: security-relevant actions (credentials, trades, settings). Rows outlive the

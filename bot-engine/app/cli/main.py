@@ -13,6 +13,7 @@ import signal
 import sys
 import uuid
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
@@ -39,11 +40,13 @@ auth_cli = typer.Typer(help="Access tokens.", no_args_is_help=True)
 keys_cli = typer.Typer(
     help="Users' exchange API keys (stored encrypted under ENCRYPTION_KEY).", no_args_is_help=True
 )
+kb_cli = typer.Typer(help="The assistant's knowledge base.", no_args_is_help=True)
 cli.add_typer(db_cli, name="db")
 cli.add_typer(users_cli, name="users")
 cli.add_typer(tokens_cli, name="tokens")
 cli.add_typer(auth_cli, name="auth")
 cli.add_typer(keys_cli, name="keys")
+cli.add_typer(kb_cli, name="kb")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
 
@@ -139,6 +142,7 @@ def run_local(as_json: JsonOpt = False) -> None:
     the engine's log lines go to stderr.
     """
     from app.cli.demo import banner, demo_price, ensure_demo_account, summary
+    from app.cli.kb import index_shipped_knowledge
     from app.cli.services import prepare_database, service_settings
 
     settings = _settings(as_json, log_to_stderr=as_json)
@@ -150,6 +154,7 @@ def run_local(as_json: JsonOpt = False) -> None:
 
             async def setup() -> dict[str, str]:
                 await prepare_database(resolved)
+                await index_shipped_knowledge(resolved)
                 account = await ensure_demo_account(resolved)
                 return summary(resolved, account, await demo_price(resolved))
 
@@ -380,6 +385,72 @@ def keys_rotate(
     _emit(as_json, report.as_dict(), "\n".join(human))
     if report.failed:
         raise typer.Exit(1)
+
+
+@kb_cli.command("index")
+def kb_index(
+    path: Annotated[
+        Path | None,
+        typer.Argument(help="Folder of Markdown documents (default: KNOWLEDGE_DIR)."),
+    ] = None,
+    reindex: Annotated[
+        bool,
+        typer.Option(help="Re-embed everything; needed after changing the embedding provider."),
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Embed and store new or changed passages, remove those of deleted documents."""
+    from rich.progress import Progress
+
+    from app.ai.knowledge_base import IndexReport
+    from app.cli.kb import describe, index_folder
+
+    folder = path or _settings(as_json).KNOWLEDGE_DIR
+    if folder is None or not folder.is_dir():
+        _fail(f"{folder} is not a folder of documents", 2, as_json, "usage")
+
+    async def work(settings: Settings) -> IndexReport:
+        with Progress(disable=as_json, transient=True) as bar:
+            task = bar.add_task("indexing", total=None)
+            return await index_folder(
+                settings,
+                folder,
+                reindex=reindex,
+                on_total=lambda n: bar.update(task, total=n),
+                progress=lambda n: bar.advance(task, n),
+            )
+
+    report = _run_admin(as_json, work)
+    _emit(as_json, {"folder": str(folder), **vars(report)}, describe(report))
+
+
+@kb_cli.command("search")
+def kb_search(
+    question: Annotated[str, typer.Argument(help="What a user would ask.")],
+    limit: Annotated[int, typer.Option(min=1, max=20)] = 4,
+    as_json: JsonOpt = False,
+) -> None:
+    """The passages the assistant would be given for QUESTION, best first."""
+    from app.cli.kb import search_text
+
+    async def work(settings: Settings) -> list[dict[str, Any]]:
+        passages = await search_text(settings, question, limit=limit)
+        return [
+            {
+                "document": p.document,
+                "title": p.title,
+                "score": round(p.score, 5),
+                "similarity": p.similarity,
+            }
+            for p in passages
+        ]
+
+    found = _run_admin(as_json, work)
+    lines = [
+        f"{n}. {p['title']} ({p['document']}), similarity {p['similarity'] or 0:.3f}"
+        for n, p in enumerate(found, start=1)
+    ]
+    _emit(as_json, {"passages": found}, "\n".join(lines) or "no passage matched")
 
 
 @auth_cli.command("dev-token")

@@ -2,6 +2,8 @@
 
 Every error response has the same body:
     {"error": {"code": "<stable_machine_code>", "message": "<for people>", "field": "<name>"|null}}
+with, for a few errors, a `details` object of machine-readable facts (e.g. when a limit
+resets).
 """
 
 from __future__ import annotations
@@ -35,10 +37,12 @@ class AppError(Exception):
         code: str | None = None,
         status_code: int | None = None,
         headers: dict[str, str] | None = None,
+        details: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.field = field
+        self.details = details
         if code is not None:
             self.code = code
         if status_code is not None:
@@ -85,8 +89,13 @@ class ServiceUnavailable(AppError):
     code = "service_unavailable"
 
 
-def error_body(code: str, message: str, field: str | None = None) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message, "field": field}}
+def error_body(
+    code: str, message: str, field: str | None = None, details: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    error: dict[str, Any] = {"code": code, "message": message, "field": field}
+    if details:
+        error["details"] = details
+    return {"error": error}
 
 
 def _field_from_loc(loc: Sequence[Any]) -> str | None:
@@ -111,7 +120,7 @@ _HTTP_CODES = {
 async def _app_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AppError)
     return JSONResponse(
-        error_body(exc.code, exc.message, exc.field),
+        error_body(exc.code, exc.message, exc.field, exc.details),
         status_code=exc.status_code,
         headers=exc.headers,
     )

@@ -4,7 +4,7 @@ from app.models.api_key import ExchangeApiKey
 from app.models.audit import AuditLog
 from app.models.base import Base
 from app.models.chat import ChatConversation, ChatMessage
-from app.models.knowledge import EMBEDDING_DIMENSIONS, KnowledgeEmbedding
+from app.models.knowledge import INDEXED_DIMENSIONS, KnowledgeEmbedding
 from app.models.notification import Notification
 from app.models.paper import PaperAccount, PaperLeverage, PaperOrder, PaperPosition
 from app.models.position import RealPosition
@@ -16,7 +16,7 @@ from app.models.trade import RealTrade
 from app.models.user import User, WebhookToken
 
 __all__ = [
-    "EMBEDDING_DIMENSIONS",
+    "INDEXED_DIMENSIONS",
     "AuditLog",
     "Base",
     "BotExecutionLog",

@@ -48,6 +48,7 @@ class Base(DeclarativeBase):
         datetime: DateTime(timezone=True),
         uuid.UUID: UUID(as_uuid=True),
         dict[str, Any]: JSONB,
+        list[dict[str, Any]]: JSONB,
         str: String(255),
     }
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 
 from sqlalchemy import CheckConstraint, ForeignKey, Index, String, text
 from sqlalchemy.orm import Mapped, mapped_column
@@ -35,12 +35,14 @@ class User(Base):
     )
     chat_enabled: Mapped[bool] = bool_column(False)
     chat_messages_used: Mapped[int] = mapped_column(nullable=False, server_default=text("0"))
-    # 0 means no chat allowance (chat is a paid feature).
+    # Assistant answers this month (the month starting `chat_usage_month`) and the monthly
+    # allowance; 0 means the tier's allowance (settings). Free users have none.
     chat_messages_limit: Mapped[int] = mapped_column(nullable=False, server_default=text("0"))
     telegram_chat_id: Mapped[str | None] = mapped_column(String(100))
     telegram_enabled: Mapped[bool] = bool_column(False)
     created_at: Mapped[datetime] = created_at_column()
     updated_at: Mapped[datetime] = updated_at_column()
+    chat_usage_month: Mapped[date | None]
 
 
 class WebhookToken(Base):
