@@ -33,6 +33,8 @@ from app.embedded.stack import LocalStack
 from app.logging.logger import configure_logging
 
 if TYPE_CHECKING:
+    from app.ai.embeddings import LocalEmbedder
+    from app.ai.knowledge_base import IndexReport
     from app.models import User
 
 
@@ -184,6 +186,29 @@ async def clean_state(
 async def session(db_engine: AsyncEngine, clean_state: None) -> AsyncIterator[AsyncSession]:
     async with create_sessionmaker(db_engine)() as s:
         yield s
+
+
+# --------------------------------------------------------------------------- knowledge base
+KNOWLEDGE_DIR = Path(__file__).resolve().parents[2] / "docs" / "knowledge"
+
+
+@pytest.fixture(scope="session")
+async def local_embedder() -> AsyncIterator[LocalEmbedder]:
+    from app.ai.embeddings import LocalEmbedder
+
+    embedder = LocalEmbedder()
+    yield embedder
+    await embedder.aclose()
+
+
+@pytest.fixture(scope="session")
+async def shipped_knowledge(db_engine: AsyncEngine, local_embedder: LocalEmbedder) -> IndexReport:
+    """docs/knowledge indexed into the session's database (kept across `clean_state`)."""
+    from app.ai.knowledge_base import index_chunks, read_folder
+
+    return await index_chunks(
+        create_sessionmaker(db_engine), local_embedder, read_folder(KNOWLEDGE_DIR)
+    )
 
 
 # --------------------------------------------------------------------------- the app

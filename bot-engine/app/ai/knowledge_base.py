@@ -246,12 +246,12 @@ async def index_chunks(
             )
             await session.commit()
         await check_model(session, embedder)
-        rows = await session.execute(
+        hashes = await session.execute(
             select(KnowledgeEmbedding.source_id, KnowledgeEmbedding.content_hash).where(
                 KnowledgeEmbedding.source_type == source_type
             )
         )
-        stored: dict[str, str] = {source_id: digest for source_id, digest in rows.all()}
+        stored: dict[str, str] = {source_id: digest for source_id, digest in hashes.all()}
         stored_documents = set(
             (
                 await session.scalars(
@@ -337,7 +337,7 @@ def _or_query(question: str) -> str:
 
 def nearest(
     query_vector: Sequence[float], model: str, *, source_type: str | None = None
-) -> Select[tuple[uuid.UUID, float]]:
+) -> Select[uuid.UUID, float]:
     """Ids and cosine distances of the passages nearest `query_vector`. The column is cast
     and filtered exactly as the partial HNSW index of this size is defined: otherwise
     PostgreSQL cannot use the index and reads every row."""
@@ -382,23 +382,23 @@ async def search(
 
     if mode in ("hybrid", "vector"):
         (query_vector,) = await embedder.embed([question])
-        rows = await session.execute(nearest(query_vector, embedder.model, source_type=source_type))
-        found = [(row_id, float(distance)) for row_id, distance in rows]
-        add([row_id for row_id, _ in found])
-        similarity = {row_id: 1.0 - distance for row_id, distance in found}
+        near = await session.execute(nearest(query_vector, embedder.model, source_type=source_type))
+        ranked = [(row_id, float(distance)) for row_id, distance in near]
+        add([row_id for row_id, _ in ranked])
+        similarity = {row_id: 1.0 - distance for row_id, distance in ranked}
 
     terms = _or_query(question)
     if mode in ("hybrid", "text") and terms:
         tsquery = func.to_tsquery(literal_column("'english'"), terms)
         # Normalisation 32: rank / (rank + 1), so long passages do not win by length alone.
         text_rank = cast(func.ts_rank_cd(KnowledgeEmbedding.search_vector, tsquery, 32), Float)
-        rows = await session.execute(
+        matched = await session.scalars(
             select(KnowledgeEmbedding.id)
             .where(KnowledgeEmbedding.search_vector.op("@@")(tsquery), *filters)
             .order_by(text_rank.desc())
             .limit(CANDIDATES)
         )
-        add([row_id for (row_id,) in rows])
+        add(list(matched))
 
     best = sorted(fused, key=fused.__getitem__, reverse=True)[:limit]
     if not best:

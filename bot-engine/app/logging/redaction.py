@@ -36,6 +36,8 @@ _SAFE_KEYS = frozenset(
         "output_tokens",
         "max_tokens",
         "tokens_used",
+        "cache_read_input_tokens",
+        "cache_creation_input_tokens",
         "api_key_id",
     }
 )
