@@ -133,9 +133,7 @@ def downgrade() -> None:
     op.drop_column("knowledge_embeddings", "embedding_dimensions")
     # Passages of other sizes cannot go back into a 384-dimension column.
     op.execute("DELETE FROM knowledge_embeddings WHERE vector_dims(embedding) <> 384")
-    op.alter_column(
-        "knowledge_embeddings", "embedding", type_=Vector(384), existing_nullable=False
-    )
+    op.alter_column("knowledge_embeddings", "embedding", type_=Vector(384), existing_nullable=False)
     op.create_index(
         op.f("ix_knowledge_embeddings_embedding"),
         "knowledge_embeddings",
