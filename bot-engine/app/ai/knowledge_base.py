@@ -35,6 +35,9 @@ MIN_PASSAGE_WORDS = 30
 # Candidates each ranking contributes before fusion, and the reciprocal-rank-fusion constant.
 CANDIDATES = 20
 RRF_K = 60
+# Full-text ranks count half as much as vector ranks: alone, words find the answering
+# document less often than meaning does (docs/benchmarks.md, Benchmark 4).
+TEXT_WEIGHT = 0.5
 SearchMode = Literal["hybrid", "vector", "text"]
 
 _HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
@@ -376,9 +379,9 @@ async def search(
     fused: dict[uuid.UUID, float] = {}
     similarity: dict[uuid.UUID, float] = {}
 
-    def add(ranking: Sequence[uuid.UUID]) -> None:  # reciprocal rank fusion
+    def add(ranking: Sequence[uuid.UUID], weight: float = 1.0) -> None:  # reciprocal rank fusion
         for rank, row_id in enumerate(ranking, start=1):
-            fused[row_id] = fused.get(row_id, 0.0) + 1.0 / (RRF_K + rank)
+            fused[row_id] = fused.get(row_id, 0.0) + weight / (RRF_K + rank)
 
     if mode in ("hybrid", "vector"):
         (query_vector,) = await embedder.embed([question])
@@ -390,15 +393,16 @@ async def search(
     terms = _or_query(question)
     if mode in ("hybrid", "text") and terms:
         tsquery = func.to_tsquery(literal_column("'english'"), terms)
-        # Normalisation 32: rank / (rank + 1), so long passages do not win by length alone.
-        text_rank = cast(func.ts_rank_cd(KnowledgeEmbedding.search_vector, tsquery, 32), Float)
+        # Term frequency, not cover density: with an OR query most passages hold a few of
+        # the words, rarely all of them close together.
+        text_rank = cast(func.ts_rank(KnowledgeEmbedding.search_vector, tsquery), Float)
         matched = await session.scalars(
             select(KnowledgeEmbedding.id)
             .where(KnowledgeEmbedding.search_vector.op("@@")(tsquery), *filters)
             .order_by(text_rank.desc())
             .limit(CANDIDATES)
         )
-        add(list(matched))
+        add(list(matched), TEXT_WEIGHT)
 
     best = sorted(fused, key=fused.__getitem__, reverse=True)[:limit]
     if not best:

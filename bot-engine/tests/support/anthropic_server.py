@@ -37,6 +37,7 @@ import select
 import socket
 import string
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -301,16 +302,18 @@ class _Handler(KeepAliveHandler):
         return self.rfile.read(length) if length else b""
 
     def _handle(self, body: bytes) -> None:
+        received = time.perf_counter()
         owner: AnthropicServer = self.server.owner
         headers = {name.lower(): value for name, value in self.headers.items()}
         answer = owner.answer(self.command, self.path, headers, body)
         if isinstance(answer, StreamAnswer):
-            self._stream(owner, answer)
+            self._stream(owner, answer, received)
         else:
             self.reply(answer.status, answer.body, headers=answer.headers)
 
-    def _stream(self, owner: AnthropicServer, answer: StreamAnswer) -> None:
+    def _stream(self, owner: AnthropicServer, answer: StreamAnswer, received: float) -> None:
         """The events as one chunked body, each chunk written (and so sent) as produced."""
+        first_delta = True
         try:
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream; charset=utf-8")
@@ -324,6 +327,9 @@ class _Handler(KeepAliveHandler):
                     owner._pause()
                 payload = f"event: {event}\ndata: {_json(data)}\n\n".encode()
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(payload), payload))
+                if event == "content_block_delta" and first_delta:
+                    first_delta = False
+                    owner._note_stream(received, time.perf_counter())
                 if event == "message_start" and not owner._park(self.connection):
                     self.close_connection = True
                     return
@@ -367,6 +373,7 @@ class AnthropicServer(BackgroundHttpServer):
         self._chunk_delay_s = 0.0
         self._held = 0
         self._disconnects = 0
+        self._stream_times: list[tuple[float, float]] = []
 
     @property
     def url(self) -> str:
@@ -441,6 +448,7 @@ class AnthropicServer(BackgroundHttpServer):
             self._cache.clear()
             self._chunk_delay_s = 0.0
             self._disconnects = 0
+            self._stream_times.clear()
         self._released.set()
 
     def stop(self) -> None:
@@ -472,6 +480,17 @@ class AnthropicServer(BackgroundHttpServer):
             with self._changed:
                 self._held -= 1
                 self._changed.notify_all()
+
+    @property
+    def stream_times(self) -> list[tuple[float, float]]:
+        """Per streamed answer: when its request had been read and when its first text delta
+        was written (`time.perf_counter()`): the model's own share of a time to first byte."""
+        with self._lock:
+            return list(self._stream_times)
+
+    def _note_stream(self, received: float, first_delta: float) -> None:
+        with self._lock:
+            self._stream_times.append((received, first_delta))
 
     def _note_disconnect(self) -> None:
         with self._changed:
