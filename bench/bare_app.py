@@ -1,4 +1,5 @@
-"""The baseline: a bare FastAPI app whose webhook endpoint reads the body and parses it as JSON.
+"""The baseline: a bare FastAPI app whose webhook endpoint reads the body and parses it as JSON,
+and whose chat endpoint streams a fixed answer as Server-Sent Events.
 
 It runs exactly like the engine (one uvicorn worker, uvloop, httptools, no access log) and
 answers on the same path, so the same load generator and the same alert bodies hit both.
@@ -15,7 +16,7 @@ import json
 
 import uvicorn
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 
 app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
 
@@ -26,6 +27,19 @@ async def tradingview(request: Request) -> JSONResponse:
     return JSONResponse(
         {"status": "queued", "message": "parsed", "action": alert.get("action")}, status_code=200
     )
+
+
+@app.post("/api/chat/stream")
+async def chat_stream(request: Request) -> StreamingResponse:
+    json.loads(await request.body())
+
+    async def events():  # type: ignore[no-untyped-def]
+        yield b'event: start\ndata: {"mode": "bare"}\n\n'
+        for word in ("a ", "fixed ", "answer"):
+            yield b"data: " + json.dumps({"content": word}).encode() + b"\n\n"
+        yield b"data: [DONE]\n\n"
+
+    return StreamingResponse(events(), media_type="text/event-stream")
 
 
 def main() -> None:

@@ -8,13 +8,16 @@ then runs
 2. alert-to-order latency (bench/alert_to_order.py);
 3. WebSocket idle connections, broadcast fan-out and cross-process event latency, on a stack
    of its own (bench/websocket_fanout.py);
+4. the assistant: retrieval quality and latency, time to first streamed byte
+   (bench/assistant.py);
 
 and stops everything it started — also on failure, Ctrl-C or SIGTERM. wrk is installed from
 Debian when missing and possible (root + apt-get); otherwise the Python generator runs the
 throughput pass too, and the output says so. Absolute numbers depend on the machine and on
 whatever else runs on it: compare the ratios measured within one run.
 
-    bot-engine/.venv/bin/python bench/run.py [--only throughput|alert-to-order|websocket] [--keep]
+    bot-engine/.venv/bin/python bench/run.py [--only throughput|alert-to-order|websocket|assistant]
+        [--keep]
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import alert_to_order
+import assistant
 import webhook_throughput
 import websocket_fanout
 from context import Context, Options, ms
@@ -42,7 +46,8 @@ from processes import Children, start_bare, start_engine, stop_embedded
 
 # The engine as it runs by default, except the per-token webhook limit (30 a minute), which
 # would answer 429 to nearly every benchmark request.
-ENGINE_ENV = {"WEBHOOK_RATE_LIMIT": "100000000"}
+# The assistant benchmark asks more questions than a month's allowance.
+ENGINE_ENV = {"WEBHOOK_RATE_LIMIT": "100000000", **assistant.CHAT_ENV}
 
 
 def ensure_wrk() -> tuple[str | None, str]:
@@ -90,7 +95,7 @@ def machine() -> str:
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     d = Options()
     p = argparse.ArgumentParser(description="JadeTrade engine benchmarks")
-    p.add_argument("--only", choices=("throughput", "alert-to-order", "websocket"))
+    p.add_argument("--only", choices=("throughput", "alert-to-order", "websocket", "assistant"))
     p.add_argument("--keep", action="store_true", help="keep the temporary directory (logs)")
     p.add_argument("--no-wrk", action="store_true", help="use the Python generator only")
     p.add_argument("--json-out", type=Path, help="also write every number to this file")
@@ -160,6 +165,8 @@ async def _bench(args: argparse.Namespace, ctx_parts: dict[str, Any]) -> dict[st
             ctx.results["alert_to_order"] = await alert_to_order.run(ctx, users)
         if args.only in (None, "websocket"):
             ctx.results["websocket"] = await websocket_fanout.run(ctx)
+        if args.only in (None, "assistant"):
+            ctx.results["assistant"] = await assistant.run(ctx)
         return ctx.results
     finally:
         await ctx.close()
@@ -195,6 +202,8 @@ def _summary(results: dict[str, Any], options: Options) -> None:
         )
     if results.get("websocket"):
         websocket_fanout.summarize(results["websocket"])
+    if results.get("assistant"):
+        assistant.summarize(results["assistant"])
 
 
 def main(argv: list[str] | None = None) -> int:

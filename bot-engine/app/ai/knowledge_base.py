@@ -20,7 +20,17 @@ from pathlib import Path
 from typing import Literal
 
 from pgvector.sqlalchemy import Vector
-from sqlalchemy import Float, Select, bindparam, cast, delete, func, literal_column, select
+from sqlalchemy import (
+    Float,
+    Select,
+    bindparam,
+    cast,
+    delete,
+    func,
+    literal_column,
+    select,
+    text,
+)
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -35,6 +45,11 @@ MIN_PASSAGE_WORDS = 30
 # Candidates each ranking contributes before fusion, and the reciprocal-rank-fusion constant.
 CANDIDATES = 20
 RRF_K = 60
+# Hybrid search ranks by words only the passages nearest in meaning (this many): ranking
+# every passage that shares a word with the question costs O(matches), about 50 ms at 10,000
+# passages, for no better recall (docs/benchmarks.md, Benchmark 4). HNSW returns at most
+# `hnsw.ef_search` rows, so that is raised to match for the query.
+POOL = 100
 # Full-text ranks count half as much as vector ranks: alone, words find the answering
 # document less often than meaning does (docs/benchmarks.md, Benchmark 4).
 TEXT_WEIGHT = 0.5
@@ -371,7 +386,9 @@ async def search(
     mode: SearchMode = "hybrid",
     source_type: str | None = None,
 ) -> list[Passage]:
-    """The `limit` passages that best answer `question`, best first."""
+    """The `limit` passages that best answer `question`, best first: by meaning (`vector`),
+    by words (`text`), or by meaning with the nearest passages re-ranked by reciprocal rank
+    fusion of both rankings (`hybrid`)."""
     await check_model(session, embedder)
     filters = [KnowledgeEmbedding.embedding_model == embedder.model]
     if source_type:
@@ -385,9 +402,13 @@ async def search(
 
     if mode in ("hybrid", "vector"):
         (query_vector,) = await embedder.embed([question])
-        near = await session.execute(nearest(query_vector, embedder.model, source_type=source_type))
+        pool = POOL if mode == "hybrid" else CANDIDATES
+        await session.execute(text(f"SET LOCAL hnsw.ef_search = {max(pool, 40)}"))
+        near = await session.execute(
+            nearest(query_vector, embedder.model, source_type=source_type).limit(pool)
+        )
         ranked = [(row_id, float(distance)) for row_id, distance in near]
-        add([row_id for row_id, _ in ranked])
+        add([row_id for row_id, _ in ranked[:CANDIDATES]])
         similarity = {row_id: 1.0 - distance for row_id, distance in ranked}
 
     terms = _or_query(question)
@@ -396,12 +417,15 @@ async def search(
         # Term frequency, not cover density: with an OR query most passages hold a few of
         # the words, rarely all of them close together.
         text_rank = cast(func.ts_rank(KnowledgeEmbedding.search_vector, tsquery), Float)
-        matched = await session.scalars(
+        statement = (
             select(KnowledgeEmbedding.id)
             .where(KnowledgeEmbedding.search_vector.op("@@")(tsquery), *filters)
             .order_by(text_rank.desc())
             .limit(CANDIDATES)
         )
+        if mode == "hybrid":
+            statement = statement.where(KnowledgeEmbedding.id.in_(list(similarity)))
+        matched = await session.scalars(statement)
         add(list(matched), TEXT_WEIGHT)
 
     best = sorted(fused, key=fused.__getitem__, reverse=True)[:limit]
