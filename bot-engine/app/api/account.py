@@ -3,22 +3,45 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Request, status
 
+from app.ai import quota
 from app.api.deps import CurrentUser
 from app.core import webhook_tokens
 from app.core.database import SessionDep
 from app.logging.logger import get_logger
-from app.schemas.account import UserOut, WebhookTokenCreate, WebhookTokenIssued, WebhookTokenOut
+from app.schemas.account import (
+    ChatAllowance,
+    UserOut,
+    WebhookTokenCreate,
+    WebhookTokenIssued,
+    WebhookTokenOut,
+)
 
 router = APIRouter(prefix="/api", tags=["account"])
 log = get_logger("api")
 
 
 @router.get("/me", response_model=UserOut, summary="The authenticated user")
-async def me(user: CurrentUser) -> UserOut:
-    return UserOut.model_validate(user)
+async def me(user: CurrentUser, request: Request) -> UserOut:
+    now = datetime.now(UTC)
+    allowance = ChatAllowance(
+        enabled=user.subscription_tier != "free",
+        used=quota.used_this_month(user, now),
+        limit=quota.allowance(user, request.app.state.settings),
+        resets_at=quota.next_reset(quota.month_of(now)),
+    )
+    return UserOut(
+        id=user.id,
+        email=user.email,
+        subscription_tier=user.subscription_tier,
+        chat_enabled=allowance.enabled,
+        telegram_enabled=user.telegram_enabled,
+        created_at=user.created_at,
+        chat=allowance,
+    )
 
 
 @router.get("/webhook-tokens", response_model=list[WebhookTokenOut], summary="My webhook tokens")

@@ -8,15 +8,23 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field
 
 
+class ChatAllowance(BaseModel):
+    enabled: bool = Field(description="The assistant is part of the caller's tier")
+    used: int = Field(description="Answers this month")
+    limit: int = Field(description="Answers per month")
+    resets_at: datetime = Field(description="When the monthly count starts again (UTC)")
+
+
 class UserOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
     id: str
     email: str
     subscription_tier: str
-    chat_enabled: bool
+    chat_enabled: bool = Field(description="The assistant is part of the caller's tier")
     telegram_enabled: bool
     created_at: datetime
+    chat: ChatAllowance
 
 
 class WebhookTokenOut(BaseModel):

@@ -14,6 +14,19 @@ async def test_me_returns_the_caller(client: httpx.AsyncClient, factory: Factory
     body = response.json()
     assert body["id"] == user.id
     assert body["subscription_tier"] == "enterprise"
+    assert body["chat_enabled"] is True
+    assert body["chat"]["enabled"] is True
+    assert body["chat"]["used"] == 0
+    assert body["chat"]["limit"] == 5000
+    assert body["chat"]["resets_at"].endswith(("-01T00:00:00Z", "-01T00:00:00+00:00"))
+
+
+async def test_me_says_the_free_tier_has_no_assistant(
+    client: httpx.AsyncClient, factory: Factory
+) -> None:
+    user = await factory.user(tier="free")
+    chat = (await client.get("/api/me", headers=factory.auth(user))).json()["chat"]
+    assert (chat["enabled"], chat["limit"]) == (False, 0)
 
 
 async def test_no_token_is_401(client: httpx.AsyncClient) -> None:

@@ -6,14 +6,23 @@ import json
 import os
 import subprocess
 import sys
+import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import asyncpg
 import httpx
 import pytest
 
 from app.config import Settings
+from app.core.database import ensure_database, to_libpq_url
+from app.core.migrations import upgrade_to_head
 from tests.conftest import CapturedLogs, SecretsSeen
+from tests.support.openai_server import OpenAIServer
+
+if TYPE_CHECKING:
+    from tests.conftest import TestServers
 
 JADETRADE = str(Path(sys.executable).parent / "jadetrade")
 
@@ -109,3 +118,49 @@ def test_dev_token_is_refused_in_production(cli: Any) -> None:
         REDIS_URL="redis://:pw-real@cache.internal/0",
     )
     assert refused["error"]["code"] == "dev_tokens_disabled"
+
+
+@pytest.fixture
+async def kb_database(servers: TestServers) -> AsyncIterator[str]:
+    """A migrated database of its own: `kb index` replaces the indexed corpus."""
+    name = f"test_cli_kb_{uuid.uuid4().hex[:10]}"
+    url = servers.database_url(name)
+    await ensure_database(url)
+    await upgrade_to_head(url)
+    yield url
+    admin = await asyncpg.connect(to_libpq_url(servers.pg_admin_url))
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+def test_kb_index_is_incremental_and_refuses_a_provider_change_without_reindex(
+    cli: Any, kb_database: str, tmp_path: Path, secrets_seen: SecretsSeen
+) -> None:
+    body = " ".join(["Leverage multiplies the position a margin deposit controls."] * 10)
+    (tmp_path / "leverage.md").write_text(f"# Leverage\n\n## How it works\n\n{body}\n")
+    (tmp_path / "fees.md").write_text(
+        "# Fees\n\n## Taker fees\n\n" + " ".join(["Every fill pays a taker fee."] * 10)
+    )
+    first = cli("kb", "index", str(tmp_path), DATABASE_URL=kb_database)
+    assert (first["documents"], first["added"], first["unchanged"]) == (2, 2, 0)
+    again = cli("kb", "index", str(tmp_path), DATABASE_URL=kb_database)
+    assert (again["added"], again["unchanged"]) == (0, 2)
+    found = cli("kb", "search", "what does leverage do to my position", DATABASE_URL=kb_database)
+    assert found["passages"][0]["document"] == "leverage.md"
+
+    with OpenAIServer() as server:
+        secrets_seen.add(server.api_key)
+        remote = {
+            "DATABASE_URL": kb_database,
+            "OPENAI_API_KEY": server.api_key,
+            "OPENAI_BASE_URL": server.url,
+        }
+        refused = cli("kb", "index", str(tmp_path), expect=1, **remote)
+        assert refused["error"]["code"] == "knowledge_base_model_mismatch"
+        assert "--reindex" in refused["error"]["message"]
+        rebuilt = cli("kb", "index", str(tmp_path), "--reindex", **remote)
+        assert rebuilt["added"] == 2
+    missing = cli("kb", "index", str(tmp_path / "nope"), expect=2, DATABASE_URL=kb_database)
+    assert missing["error"]["code"] == "usage"

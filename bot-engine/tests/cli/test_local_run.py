@@ -162,6 +162,17 @@ def test_make_run_flow(
         assert signal["status"] == "executed", signal
         positions = httpx.get(f"{engine.url}/api/positions?status=open", headers=auth).json()
         assert [p["symbol"] for p in positions["items"]] == ["BTCUSDT"]
+        # The shipped documents were indexed at start: the assistant answers (offline mode:
+        # no Anthropic key) from them and from the demo account's own position.
+        chat = httpx.post(
+            f"{engine.url}/api/chat/",
+            json={"message": "how is my BTC position doing, and how do stop losses work?"},
+            headers=auth,
+            timeout=30,
+        ).json()
+        assert chat["mode"] == "offline", chat
+        assert "Open position symbol BTCUSDT" in chat["response"]
+        assert "stop-loss-and-take-profit.md" in [s["document"] for s in chat["sources"]]
         user_id = _banner_value(engine.output, "Demo user id")
         # The printed `watch` command saw the same story over the WebSocket, in order.
         watched, _ = watcher.communicate(timeout=30)
