@@ -142,6 +142,8 @@ async def _check_knowledge_base(chat_service: ChatService) -> None:
             await check_model(session, chat_service.embedder)
         except AppError as exc:
             log.error("knowledge_base_unusable", code=exc.code, message=exc.message)
+        except Exception as exc:  # database down at start: /ready reports it; search re-checks
+            log.warning("knowledge_base_check_skipped", error_type=type(exc).__name__)
 
 
 def create_app(settings: Settings | None = None, *, run_workers: bool = False) -> FastAPI:
