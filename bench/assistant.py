@@ -9,8 +9,8 @@ over 10,000 passages, and the engine's own time to the first streamed byte of an
    its own. Its vectors are feature hashing, NOT text-embedding-3-small: that row measures
    the plumbing, not OpenAI's quality. recall@k: the labelled document is among the first k
    distinct documents (strict), or one of the acceptable ones is (lenient).
-2. Retrieval latency: a database of its own holding 10,000 passages — the 217 real ones and
-   9,783 made from them (text: sentences of two real passages; vector: their normalised
+2. Retrieval latency: a database of its own holding 10,000 passages — the real ones (about
+   220) and the rest made from them (text: sentences of two real passages; vector: their normalised
    blend plus a little noise, so neighbourhoods look like real ones). 320 queries (the
    questions, cycled): p50/p95 of the query embedding alone, of the HNSW vector query, of the
    full-text query over all passages, and of the whole hybrid `search()` (embedding, the
