@@ -484,6 +484,8 @@ CREATE INDEX IF NOT EXISTS ix_knowledge_embeddings_search_vector
     ON knowledge_embeddings USING gin (search_vector);
 CREATE INDEX IF NOT EXISTS ix_knowledge_embeddings_source_type_document
     ON knowledge_embeddings (source_type, document);
+CREATE INDEX IF NOT EXISTS ix_knowledge_embeddings_embedding_model
+    ON knowledge_embeddings (embedding_model);
 
 -- ---------------------------------------------------------------------------------------
 -- audit_log: security-relevant actions (credentials, trades, settings). Rows outlive the

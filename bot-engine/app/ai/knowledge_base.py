@@ -28,6 +28,7 @@ from sqlalchemy import (
     delete,
     func,
     literal_column,
+    or_,
     select,
     text,
 )
@@ -230,9 +231,14 @@ async def stored_models(session: AsyncSession) -> list[str]:
 
 
 async def check_model(session: AsyncSession, embedder: Embedder) -> None:
-    """Refuse a knowledge base embedded by another model (searching it would rank noise)."""
-    others = [m for m in await stored_models(session) if m != embedder.model]
-    if others:
+    """Refuse a knowledge base embedded by another model (searching it would rank noise).
+    Runs before every search: two index range scans, not a pass over the table."""
+    model = KnowledgeEmbedding.embedding_model
+    other = await session.scalar(
+        select(model).where(or_(model < embedder.model, model > embedder.model)).limit(1)
+    )
+    if other is not None:
+        others = [m for m in await stored_models(session) if m != embedder.model]
         raise EmbeddingModelMismatch(others, embedder.model)
 
 

@@ -118,6 +118,12 @@ def summary(settings: Settings, demo: DemoAccount, price: Decimal) -> dict[str, 
             f"-H 'Content-Type: application/json' -d {shlex.quote(alert)}"
         ),
         "me_curl": f"curl -sS {url}/api/me -H 'Authorization: Bearer {demo.access_token}'",
+        "chat_curl": (
+            f"curl -sS -N -X POST {url}/api/chat/stream "
+            f"-H 'Authorization: Bearer {demo.access_token}' "
+            "-H 'Content-Type: application/json' "
+            f"-d {shlex.quote(json.dumps({'message': 'how is my BTC position doing?'}))}"
+        ),
         "websocket_url": ws_url(url),
         "watch_command": f"{shlex.quote(_jadetrade())} watch --url {url} "
         f"--token {demo.access_token}",
@@ -153,6 +159,8 @@ def banner(settings: Settings, info: dict[str, str]) -> str:
             f"  {info['alert_curl']}",
             "Ask the API who you are:",
             f"  {info['me_curl']}",
+            "Ask the assistant (offline mode unless ANTHROPIC_API_KEY is set):",
+            f"  {info['chat_curl']}",
             "Watch signals, orders and positions arrive over the WebSocket (another terminal):",
             f"  {info['watch_command']}",
             "",

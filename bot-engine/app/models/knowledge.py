@@ -60,6 +60,7 @@ class KnowledgeEmbedding(Base):
         *(_vector_index(dimensions) for dimensions in INDEXED_DIMENSIONS),
         Index(None, "search_vector", postgresql_using="gin"),
         Index(None, "source_type", "document"),
+        Index(None, "embedding_model"),  # the one-model check before every search
     )
 
     id: Mapped[uuid.UUID] = uuid_pk()

@@ -82,6 +82,11 @@ def upgrade() -> None:
         "knowledge_embeddings",
         ["source_type", "document"],
     )
+    op.create_index(
+        op.f("ix_knowledge_embeddings_embedding_model"),
+        "knowledge_embeddings",
+        ["embedding_model"],
+    )
 
     op.add_column("chat_messages", sa.Column("mode", sa.String(length=20), nullable=True))
     op.add_column("chat_messages", sa.Column("model", sa.String(length=100), nullable=True))
@@ -115,6 +120,9 @@ def downgrade() -> None:
     ):
         op.drop_column("chat_messages", column)
 
+    op.drop_index(
+        op.f("ix_knowledge_embeddings_embedding_model"), table_name="knowledge_embeddings"
+    )
     op.drop_index(
         op.f("ix_knowledge_embeddings_source_type_document"), table_name="knowledge_embeddings"
     )

@@ -173,6 +173,15 @@ def test_make_run_flow(
         assert chat["mode"] == "offline", chat
         assert "Open position symbol BTCUSDT" in chat["response"]
         assert "stop-loss-and-take-profit.md" in [s["document"] for s in chat["sources"]]
+        # The banner's own chat command, as a new user pastes it (curl is on every machine
+        # this runs on; the stream ends with [DONE]).
+        line = next(x for x in engine.output.splitlines() if "/api/chat/stream" in x)
+        streamed = subprocess.run(
+            shlex.split(line.strip()), capture_output=True, text=True, timeout=60, check=True
+        ).stdout
+        assert streamed.startswith("event: start\n"), streamed[:200]
+        assert "Open position symbol BTCUSDT" in streamed
+        assert streamed.rstrip().endswith("data: [DONE]")
         user_id = _banner_value(engine.output, "Demo user id")
         # The printed `watch` command saw the same story over the WebSocket, in order.
         watched, _ = watcher.communicate(timeout=30)
