@@ -74,6 +74,7 @@ async def index_shipped_knowledge(settings: Settings) -> IndexReport | None:
     if folder is None or not folder.is_dir():
         log.warning("knowledge_base_not_indexed", reason="KNOWLEDGE_DIR is not a folder")
         return None
+    log.info("knowledge_base_indexing", folder=str(folder))
     report = await index_folder(settings, folder)
     log.info("knowledge_base_indexed", folder=str(folder), **vars(report))
     return report

@@ -580,3 +580,33 @@ async def test_a_client_that_leaves_mid_answer_is_not_counted(
                 lambda: used(claude_app, user), lambda n: n == 0, what="allowance given back"
             )
     assert await assistant_messages(claude_app, user) == []
+
+
+async def test_a_knowledge_base_of_another_embedding_model_is_refused_not_searched(
+    database_url: str,
+    servers: TestServers,
+    tmp_path: Path,
+    secrets_seen: SecretsSeen,
+    clean_state: None,
+) -> None:
+    from tests.support.openai_server import OpenAIServer
+
+    with OpenAIServer() as openai_server:
+        secrets_seen.add(openai_server.api_key)
+        settings = make_settings(
+            database_url,
+            servers.redis_url,
+            tmp_path,
+            OPENAI_API_KEY=openai_server.api_key,
+            OPENAI_BASE_URL=openai_server.url,
+        )
+        async with running_app(settings) as app, http_client(app) as client:
+            factory = Factory(app=app, secrets=secrets_seen)
+            user = await factory.user("pro")
+            response = await ask(client, factory.auth(user), "how do I set a stop loss?")
+            assert response.status_code == 503
+            error = response.json()["error"]
+            assert error["code"] == "knowledge_base_model_mismatch"
+            assert "jadetrade kb index --reindex" in error["message"]
+            assert await used(app, user) == 0
+        assert openai_server.requests == []  # the question never left for the provider
