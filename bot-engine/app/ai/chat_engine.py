@@ -132,6 +132,20 @@ def _failure(exc: anthropic.APIError) -> ChatFailed:
     )
 
 
+def _replayed(blocks: Sequence[Any]) -> list[dict[str, Any]]:
+    """The assistant turn sent back with the tool results: its text and tool calls as the
+    API takes them (the SDK's block objects carry response-only fields it would refuse)."""
+    out: list[dict[str, Any]] = []
+    for block in blocks:
+        if block.type == "text" and block.text:
+            out.append({"type": "text", "text": block.text})
+        elif block.type == "tool_use":
+            out.append(
+                {"type": "tool_use", "id": block.id, "name": block.name, "input": block.input}
+            )
+    return out
+
+
 class ClaudeChat:
     """Claude through the Anthropic SDK. The system prompt and tool definitions form a
     fixed prefix marked for prompt caching; the per-question material comes after it."""
@@ -208,9 +222,7 @@ class ClaudeChat:
                 )
                 return
             rounds += 1
-            messages.append(
-                {"role": "assistant", "content": [block.model_dump() for block in final.content]}
-            )
+            messages.append({"role": "assistant", "content": _replayed(final.content)})
             results = []
             for block in tool_uses:
                 calls.append(block.name)

@@ -195,6 +195,10 @@ async def test_tool_result_for_an_unknown_tool_use_is_refused(
         ),
         ({"system": [{"type": "image"}]}, "system.0"),
         ({"tools": [{"name": "x"}]}, "tools.0.input_schema"),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "text", "text": "a", "x": 1}]}]},
+            "messages.0.content.0.text.x: Extra inputs",
+        ),
     ],
 )
 async def test_invalid_requests_are_refused_naming_the_field(

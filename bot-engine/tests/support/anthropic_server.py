@@ -66,6 +66,17 @@ _REQUEST_FIELDS = frozenset(
     }
 )  # fmt: skip
 _BLOCK_TYPES = ("text", "tool_use", "tool_result")
+# Keys each content block may carry (the SDK's `*BlockParam` types); any other is refused,
+# as the real API refuses it.
+_BLOCK_KEYS = {
+    "text": frozenset({"type", "text", "cache_control", "citations"}),
+    "tool_use": frozenset(
+        {"type", "id", "name", "input", "cache_control", "caller", "toolset_name"}
+    ),
+    "tool_result": frozenset(
+        {"type", "tool_use_id", "content", "is_error", "cache_control", "toolset_name"}
+    ),
+}
 _ERROR_TYPES = {
     400: "invalid_request_error",
     401: "authentication_error",
@@ -970,6 +981,9 @@ def _validate_messages(messages: Any) -> int:
                     "the expected tags: 'text', 'tool_use', 'tool_result'"
                 )
             assert isinstance(block, dict)
+            unknown = set(block) - _BLOCK_KEYS[kind]
+            if unknown:
+                raise _invalid(f"{at}.{kind}.{min(unknown)}: Extra inputs are not permitted")
             breakpoints += _validate_cache_control(
                 block.get("cache_control"), f"{at}.cache_control"
             )
