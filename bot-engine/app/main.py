@@ -26,6 +26,7 @@ from app.api import (
     exchange_keys,
     health,
     history,
+    metrics,
     notifications,
     positions,
     risk,
@@ -38,6 +39,7 @@ from app.core.auth import build_verifier
 from app.core.database import create_engine, create_sessionmaker
 from app.core.errors import AppError, install_error_handlers
 from app.core.local_issuer import LocalIssuer
+from app.core.metrics import Metrics
 from app.core.pg import create_pool
 from app.core.redis import create_redis
 from app.core.ws_hub import Hub
@@ -94,6 +96,7 @@ def _lifespan(settings: Settings, run_workers: bool):  # type: ignore[no-untyped
             build_embedder(settings),
             chat_engine,
             unavailable=chat_unavailable,
+            metrics=app.state.metrics,
         )
         runtime = WorkerRuntime(redis, role="api") if run_workers else None
         worker_pg = None
@@ -163,9 +166,11 @@ def create_app(settings: Settings | None = None, *, run_workers: bool = False) -
             allow_methods=["GET", "POST", "PUT", "DELETE"],
             allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
         )
-    app.add_middleware(RequestContextMiddleware)
+    app.state.metrics = Metrics()
+    app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics)
     for module in (
         health,
+        metrics,
         wellknown,
         account,
         webhooks,

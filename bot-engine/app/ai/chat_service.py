@@ -36,6 +36,7 @@ from app.ai.knowledge_base import Passage, search
 from app.ai.tools import ToolBox
 from app.config import Settings
 from app.core.errors import NotFound, ValidationFailed
+from app.core.metrics import Metrics
 from app.models import ChatConversation, ChatMessage, User
 
 log = structlog.get_logger("app.chat")
@@ -90,6 +91,7 @@ class ChatService:
         engine: ChatEngine,
         *,
         unavailable: ChatFailed | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
         self.sessionmaker = sessionmaker
@@ -97,6 +99,7 @@ class ChatService:
         self.engine = engine
         # Set when the model check at start-up failed: chat answers 503 with this reason.
         self.unavailable = unavailable
+        self.metrics = metrics
 
     @property
     def mode(self) -> str:
@@ -211,6 +214,7 @@ class ChatService:
         parts: list[str] = []
         started = datetime.now(UTC)
         stored = False
+        outcome = "abandoned"  # the client left: neither completed nor failed
         try:
             finished: Finished | None = None
             async for event in self.engine.answer(prepared.prompt):
@@ -223,6 +227,8 @@ class ChatService:
                 raise ChatFailed("the answer ended without completing", code="model_error")
             message_id = await self._store(prepared, "".join(parts), finished)
             stored = prepared.settled = True
+            outcome = "completed"
+            self._count_tokens(finished)
             log.info(
                 "chat_answered",
                 mode=finished.mode,
@@ -235,9 +241,27 @@ class ChatService:
                 duration_ms=int((datetime.now(UTC) - started).total_seconds() * 1000),
             )
             yield Completed(message_id, finished)
+        except Exception:
+            outcome = "failed"
+            raise
         finally:
+            if self.metrics is not None:
+                seconds = (datetime.now(UTC) - started).total_seconds()
+                self.metrics.chat_answers.labels(self.engine.mode, outcome).observe(seconds)
             if not stored:
                 await self.settle(prepared)
+
+    def _count_tokens(self, finished: Finished) -> None:
+        if self.metrics is None:
+            return
+        usage = finished.usage
+        for kind, count in (
+            ("input", usage.input_tokens),
+            ("output", usage.output_tokens),
+            ("cache_read", usage.cache_read_input_tokens),
+            ("cache_creation", usage.cache_creation_input_tokens),
+        ):
+            self.metrics.chat_tokens.labels(finished.mode, kind).inc(count)
 
     async def _store(self, prepared: Prepared, text: str, finished: Finished) -> uuid.UUID:
         async with self.sessionmaker() as session:

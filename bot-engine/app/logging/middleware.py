@@ -1,7 +1,7 @@
 """Request context middleware (pure ASGI): a request id per request, bound into the log
-context and echoed as `X-Request-ID`, and one `http_request` log line per request with its
-status and `duration_ms`. Only the path is logged — never the query string, which may carry
-a token.
+context and echoed as `X-Request-ID`, one `http_request` log line per request with its
+status and `duration_ms`, and the request's latency in the Prometheus histograms. Only the
+path is logged — never the query string, which may carry a token.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import uuid
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.core.metrics import Metrics
 from app.logging.logger import get_logger
 
 log = get_logger("api")
@@ -30,9 +31,20 @@ def _incoming_request_id(scope: Scope) -> str:
     return uuid.uuid4().hex
 
 
+WEBHOOK_ROUTE = "/api/webhooks/tradingview"
+
+
+def _route(scope: Scope) -> str:
+    """The matched route's template (low cardinality); unmatched paths share one label."""
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) else "unmatched"
+
+
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics | None = None) -> None:
         self.app = app
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -57,7 +69,15 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            duration_ms = round((time.perf_counter() - started) * 1000, 2)
+            elapsed = time.perf_counter() - started
+            duration_ms = round(elapsed * 1000, 2)
+            if scope["type"] == "http" and self.metrics is not None:
+                route = _route(scope)
+                self.metrics.http_duration.labels(route, scope.get("method", ""), status).observe(
+                    elapsed
+                )
+                if route == WEBHOOK_ROUTE:
+                    self.metrics.webhook_duration.labels(status).observe(elapsed)
             if scope["type"] == "http":
                 log.info(
                     "http_request",
