@@ -61,6 +61,15 @@ class Usage:
     cache_read_input_tokens: int = 0
     cache_creation_input_tokens: int = 0
 
+    def as_dict(self) -> dict[str, int]:
+        """By the names the API, the stored message and the metrics use."""
+        return {
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "cache_read_input_tokens": self.cache_read_input_tokens,
+            "cache_creation_input_tokens": self.cache_creation_input_tokens,
+        }
+
     def add(self, usage: anthropic.types.Usage) -> None:
         self.input_tokens += usage.input_tokens
         self.output_tokens += usage.output_tokens
@@ -248,8 +257,10 @@ OFFLINE_NOTICE = (
 )
 _EXCERPT_WORDS = 110
 _WORDS = re.compile(r"[a-z0-9]+")
+# Words of a question about something that did not happen: rejected, skipped, failed.
+_WHY_CUES = ("reject", "refus", "fail", "skip", "why", "didn")
 _INTENTS: dict[str, tuple[str, ...]] = {
-    "signals": ("reject", "refus", "fail", "skip", "why", "didn", "not execut", "signal", "alert"),
+    "signals": (*_WHY_CUES, "not execut", "signal", "alert"),
     "positions": ("position", "pnl", "profit", "loss", "open", "exposure"),
     "trades": ("trade", "order", "fill", "fee", "bought", "sold"),
     "risk": ("risk", "limit", "leverage", "setting", "stop loss", "max"),
@@ -315,7 +326,7 @@ def account_facts(question: str, ctx: TradingContext) -> list[str]:
     facts: list[str] = []
     if "signals" in wanted or symbols:
         rows = relevant(ctx.recent_signals)
-        if any(cue in q for cue in ("reject", "refus", "fail", "skip", "why", "didn")):
+        if any(cue in q for cue in _WHY_CUES):
             rows = [r for r in rows if r.get("status") not in ("executed", "queued", "executing")]
         for r in rows[:5]:
             facts.append(

@@ -64,7 +64,6 @@ class Prepared:
     prompt: Prompt
     reservation: quota.Reservation
     sources: list[dict[str, Any]]
-    context_summary: str
     # Stored (counted) or given back: nothing more to do for its reservation.
     settled: bool = field(default=False)
 
@@ -167,9 +166,9 @@ class ChatService:
                 passages = await search(
                     session, self.embedder, question.message, limit=self.settings.KB_SEARCH_LIMIT
                 )
-                fresh = await session.get(User, user.id, populate_existing=True)
-                assert fresh is not None
-                context = await build_context(session, fresh, chat_limit=limit)
+                context = await build_context(
+                    session, user, chat_limit=limit, chat_used=reservation.used
+                )
                 if conversation is None:
                     conversation = ChatConversation(
                         user_id=user.id, title=question.message.strip()[:TITLE_CHARS]
@@ -195,7 +194,6 @@ class ChatService:
             prompt=Prompt(question.message, history, context, passages, tools),
             reservation=reservation,
             sources=sources_of(passages),
-            context_summary=context.summary(),
         )
 
     async def settle(self, prepared: Prepared) -> None:
@@ -213,7 +211,6 @@ class ChatService:
         failure, the client going away — gives the reserved answer back."""
         parts: list[str] = []
         started = datetime.now(UTC)
-        stored = False
         outcome = "abandoned"  # the client left: neither completed nor failed
         try:
             finished: Finished | None = None
@@ -226,7 +223,7 @@ class ChatService:
             if finished is None:
                 raise ChatFailed("the answer ended without completing", code="model_error")
             message_id = await self._store(prepared, "".join(parts), finished)
-            stored = prepared.settled = True
+            prepared.settled = True
             outcome = "completed"
             self._count_tokens(finished)
             log.info(
@@ -248,19 +245,13 @@ class ChatService:
             if self.metrics is not None:
                 seconds = (datetime.now(UTC) - started).total_seconds()
                 self.metrics.chat_answers.labels(self.engine.mode, outcome).observe(seconds)
-            if not stored:
-                await self.settle(prepared)
+            await self.settle(prepared)  # nothing to do once stored
 
     def _count_tokens(self, finished: Finished) -> None:
         if self.metrics is None:
             return
-        usage = finished.usage
-        for kind, count in (
-            ("input", usage.input_tokens),
-            ("output", usage.output_tokens),
-            ("cache_read", usage.cache_read_input_tokens),
-            ("cache_creation", usage.cache_creation_input_tokens),
-        ):
+        for name, count in finished.usage.as_dict().items():
+            kind = name.removesuffix("_tokens").removesuffix("_input")  # input, cache_read, …
             self.metrics.chat_tokens.labels(finished.mode, kind).inc(count)
 
     async def _store(self, prepared: Prepared, text: str, finished: Finished) -> uuid.UUID:
@@ -272,12 +263,9 @@ class ChatService:
                 mode=finished.mode,
                 model=finished.model,
                 stop_reason=finished.stop_reason,
-                input_tokens=finished.usage.input_tokens,
-                output_tokens=finished.usage.output_tokens,
-                cache_read_input_tokens=finished.usage.cache_read_input_tokens,
-                cache_creation_input_tokens=finished.usage.cache_creation_input_tokens,
                 sources=prepared.sources,
-                context_summary=prepared.context_summary,
+                context_summary=prepared.prompt.context.summary(),
+                **finished.usage.as_dict(),
             )
             session.add(message)
             await session.execute(

@@ -202,8 +202,15 @@ class TradingContext:
 
 
 async def build_context(
-    session: AsyncSession, user: User, *, chat_limit: int, now: datetime | None = None
+    session: AsyncSession,
+    user: User,
+    *,
+    chat_limit: int,
+    chat_used: int | None = None,
+    now: datetime | None = None,
 ) -> TradingContext:
+    """`chat_used`: the month's answers when the caller knows better than `user` (it just
+    reserved one); else the user's counter."""
     now = now or datetime.now(UTC)
     start_of_day = now.replace(hour=0, minute=0, second=0, microsecond=0)
     open_positions = await positions(session, user.id, status="open")
@@ -243,7 +250,7 @@ async def build_context(
     )
     return TradingContext(
         tier=user.subscription_tier,
-        chat_used=user.chat_messages_used,
+        chat_used=user.chat_messages_used if chat_used is None else chat_used,
         chat_limit=chat_limit,
         paper_wallet_balance=None if wallet is None else str(plain(wallet)),
         paper_equity=None if wallet is None else str(plain(wallet + paper_unrealized)),

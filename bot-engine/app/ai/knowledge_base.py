@@ -270,21 +270,17 @@ async def index_chunks(
             )
             await session.commit()
         await check_model(session, embedder)
-        hashes = await session.execute(
-            select(KnowledgeEmbedding.source_id, KnowledgeEmbedding.content_hash).where(
-                KnowledgeEmbedding.source_type == source_type
+        stored_rows = (
+            await session.execute(
+                select(
+                    KnowledgeEmbedding.source_id,
+                    KnowledgeEmbedding.content_hash,
+                    KnowledgeEmbedding.document,
+                ).where(KnowledgeEmbedding.source_type == source_type)
             )
-        )
-        stored: dict[str, str] = {source_id: digest for source_id, digest in hashes.all()}
-        stored_documents = set(
-            (
-                await session.scalars(
-                    select(KnowledgeEmbedding.document)
-                    .where(KnowledgeEmbedding.source_type == source_type)
-                    .distinct()
-                )
-            ).all()
-        )
+        ).all()
+    stored: dict[str, str] = {source_id: digest for source_id, digest, _ in stored_rows}
+    stored_documents = {document for _, _, document in stored_rows}
 
     wanted = {c.source_id for c in chunks}
     todo = [c for c in chunks if stored.get(c.source_id) != c.content_hash(embedder.model)]

@@ -61,6 +61,7 @@ def used_this_month(user: User, now: datetime) -> int:
 class Reservation:
     user_id: str
     month: date
+    used: int  # answers of the month, this one included
 
 
 async def reserve(
@@ -92,7 +93,7 @@ async def reserve(
             headers={"Retry-After": str(max(1, int((resets - now).total_seconds())))},
             details={"limit": limit, "resets_at": resets.isoformat().replace("+00:00", "Z")},
         )
-    return Reservation(user.id, month)
+    return Reservation(user.id, month, taken)
 
 
 async def release(session: AsyncSession, reservation: Reservation) -> None:

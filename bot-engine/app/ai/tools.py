@@ -82,7 +82,11 @@ TOOLS: list[dict[str, Any]] = [
         "input_schema": {"type": "object", "properties": {}, "additionalProperties": False},
     },
 ]
-TOOL_NAMES = frozenset(tool["name"] for tool in TOOLS)
+# The input keys each tool takes; anything else in a call is refused.
+_PARAMETERS: dict[str, frozenset[str]] = {
+    tool["name"]: frozenset(tool["input_schema"]["properties"]) for tool in TOOLS
+}
+TOOL_NAMES = frozenset(_PARAMETERS)
 
 
 class ToolInputError(ValueError):
@@ -185,7 +189,7 @@ class ToolBox:
         runner = _RUNNERS.get(name)
         if runner is None:
             return ToolResult(orjson.dumps({"error": f"unknown tool {name}"}).decode(), True)
-        if not isinstance(args, dict) or set(args) - _allowed(name):
+        if not isinstance(args, dict) or set(args) - _PARAMETERS[name]:
             return ToolResult(orjson.dumps({"error": "unexpected tool input"}).decode(), True)
         try:
             async with self._sessionmaker() as session:
@@ -195,10 +199,3 @@ class ToolBox:
         return ToolResult(
             orjson.dumps({"items": result} if isinstance(result, list) else result).decode()
         )
-
-
-def _allowed(name: str) -> set[str]:
-    for tool in TOOLS:
-        if tool["name"] == name:
-            return set(tool["input_schema"]["properties"])
-    return set()

@@ -59,16 +59,6 @@ def _event(data: Any, name: str | None = None) -> bytes:
     return head + b"data: " + orjson.dumps(data) + b"\n\n"
 
 
-def _usage(completed: Completed) -> dict[str, int]:
-    u = completed.finished.usage
-    return {
-        "input_tokens": u.input_tokens,
-        "output_tokens": u.output_tokens,
-        "cache_read_input_tokens": u.cache_read_input_tokens,
-        "cache_creation_input_tokens": u.cache_creation_input_tokens,
-    }
-
-
 async def _stream(service: ChatService, prepared: Prepared) -> AsyncIterator[bytes]:
     yield _event(
         {
@@ -87,7 +77,7 @@ async def _stream(service: ChatService, prepared: Prepared) -> AsyncIterator[byt
                     {
                         "message_id": str(event.message_id),
                         "stop_reason": event.finished.stop_reason,
-                        "usage": _usage(event),
+                        "usage": event.finished.usage.as_dict(),
                     },
                     "done",
                 )
@@ -126,14 +116,11 @@ async def chat(body: ChatRequest, user: CurrentUser, request: Request) -> ChatRe
     prepared = await service.prepare(user, body.question())
     parts: list[str] = []
     completed: Completed | None = None
-    try:
-        async for event in service.run(prepared):
-            if isinstance(event, TextDelta):
-                parts.append(event.text)
-            elif isinstance(event, Completed):
-                completed = event
-    finally:
-        await service.settle(prepared)
+    async for event in service.run(prepared):  # gives the reservation back unless stored
+        if isinstance(event, TextDelta):
+            parts.append(event.text)
+        elif isinstance(event, Completed):
+            completed = event
     assert completed is not None  # `run` raises unless it completed
     return ChatResponse(
         conversation_id=prepared.conversation_id,
@@ -143,7 +130,7 @@ async def chat(body: ChatRequest, user: CurrentUser, request: Request) -> ChatRe
         model=completed.finished.model,
         stop_reason=completed.finished.stop_reason,
         sources=[Source(**s) for s in prepared.sources],
-        usage=ChatUsage(**_usage(completed)),
+        usage=ChatUsage(**completed.finished.usage.as_dict()),
     )
 
 

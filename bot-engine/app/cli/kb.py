@@ -3,16 +3,34 @@ it the way the assistant does."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 
-from app.ai.embeddings import build_embedder
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.ai.embeddings import Embedder, build_embedder
 from app.ai.knowledge_base import IndexReport, Passage, index_chunks, read_folder, search
 from app.config import Settings
 from app.core.database import create_engine, create_sessionmaker
 from app.logging.logger import get_logger
 
 log = get_logger("knowledge")
+
+
+@asynccontextmanager
+async def _knowledge_base(
+    settings: Settings,
+) -> AsyncIterator[tuple[async_sessionmaker[AsyncSession], Embedder]]:
+    """The database and the configured embedder, for one command."""
+    assert settings.DATABASE_URL is not None
+    engine = create_engine(settings.DATABASE_URL.get_secret_value(), pool_size=2, max_overflow=0)
+    embedder = build_embedder(settings)
+    try:
+        yield create_sessionmaker(engine), embedder
+    finally:
+        await embedder.aclose()
+        await engine.dispose()
 
 
 async def index_folder(
@@ -28,33 +46,20 @@ async def index_folder(
     chunks = read_folder(folder)
     if on_total is not None:
         on_total(len(chunks))
-    assert settings.DATABASE_URL is not None
-    engine = create_engine(settings.DATABASE_URL.get_secret_value(), pool_size=2, max_overflow=0)
-    embedder = build_embedder(settings)
-    try:
+    async with _knowledge_base(settings) as (sessionmaker, embedder):
         return await index_chunks(
-            create_sessionmaker(engine),
+            sessionmaker,
             embedder,
             chunks,
             source_type=source_type,
             reindex=reindex,
             progress=progress,
         )
-    finally:
-        await embedder.aclose()
-        await engine.dispose()
 
 
 async def search_text(settings: Settings, question: str, *, limit: int) -> list[Passage]:
-    assert settings.DATABASE_URL is not None
-    engine = create_engine(settings.DATABASE_URL.get_secret_value(), pool_size=1, max_overflow=0)
-    embedder = build_embedder(settings)
-    try:
-        async with create_sessionmaker(engine)() as session:
-            return await search(session, embedder, question, limit=limit)
-    finally:
-        await embedder.aclose()
-        await engine.dispose()
+    async with _knowledge_base(settings) as (sessionmaker, embedder), sessionmaker() as session:
+        return await search(session, embedder, question, limit=limit)
 
 
 def describe(report: IndexReport) -> str:

@@ -52,10 +52,10 @@ async def test_concurrent_reservations_never_exceed_the_limit(
     assert sum(taken) == 3
     async with app.state.sessionmaker() as s:
         assert await s.scalar(select(User.chat_messages_used).where(User.id == user.id)) == 3
-        await quota.release(s, quota.Reservation(user.id, quota.month_of(datetime.now(UTC))))
+        await quota.release(s, quota.Reservation(user.id, quota.month_of(datetime.now(UTC)), 3))
         assert await s.scalar(select(User.chat_messages_used).where(User.id == user.id)) == 2
         # A reservation of an earlier month gives nothing back from this month's count.
-        await quota.release(s, quota.Reservation(user.id, date(2000, 1, 1)))
+        await quota.release(s, quota.Reservation(user.id, date(2000, 1, 1), 1))
         assert await s.scalar(select(User.chat_messages_used).where(User.id == user.id)) == 2
 
 
