@@ -148,10 +148,24 @@ class Settings(BaseSettings):
     # The documents `jadetrade run` indexes on start (`jadetrade kb index` takes any folder).
     KNOWLEDGE_DIR: Path | None = Field(default_factory=_default_knowledge_dir)
 
-    # Logging
-    LOKI_URL: str | None = None
+    # Logging: JSON lines on stdout, for a log agent (Alloy) to ship. LOKI_URL also pushes
+    # them straight to Loki from the process, batched in the background; a slow or absent
+    # Loki costs dropped lines (counted in /metrics), never a slow request.
     LOG_LEVEL: str = "INFO"
     LOG_FORMAT: LogFormat = LogFormat.JSON
+    LOKI_URL: str | None = None  # e.g. http://loki:3100 (the push path is appended)
+    LOKI_TENANT_ID: str | None = None  # sent as X-Scope-OrgID (multi-tenant Loki)
+    LOKI_USERNAME: str | None = None  # basic auth (a hosted Loki)
+    LOKI_PASSWORD: SecretStr | None = None
+    LOKI_BATCH_LINES: int = Field(default=500, ge=1, le=10_000)
+    LOKI_FLUSH_INTERVAL_S: float = Field(default=1.0, gt=0, le=60)
+    LOKI_BUFFER_LINES: int = Field(default=10_000, ge=1)  # waiting lines; beyond: dropped
+    LOKI_TIMEOUT_S: float = Field(default=3.0, gt=0, le=60)
+    # Frontend log batches (`POST /api/logs`) per client address and minute.
+    FRONTEND_LOG_RATE_LIMIT: int = Field(default=60, ge=1)
+
+    # Metrics: a worker process (`jadetrade worker`) serves its own /metrics here (0: none).
+    WORKER_METRICS_PORT: int = Field(default=9101, ge=0, le=65535)
 
     # Rate limiting (per minute)
     WEBHOOK_RATE_LIMIT: int = Field(default=30, ge=1)

@@ -23,6 +23,7 @@ from app.ai.knowledge_base import check_model
 from app.api import (
     account,
     chat,
+    client_logs,
     exchange_keys,
     health,
     history,
@@ -110,7 +111,9 @@ def _lifespan(settings: Settings, run_workers: bool):  # type: ignore[no-untyped
                     max_size=2 * settings.WORKER_CONCURRENCY + 4,
                     wait_for_flush=False,
                 )
-                app.state.pipeline = pipeline.install(runtime, settings, worker_pg, redis)
+                app.state.pipeline = pipeline.install(
+                    runtime, settings, worker_pg, redis, app.state.metrics
+                )
             # Everything allocated so far lives as long as the process: keep it out of the
             # collector's full passes, whose pauses grow with the objects they walk.
             gc.freeze()
@@ -180,6 +183,7 @@ def create_app(settings: Settings | None = None, *, run_workers: bool = False) -
         exchange_keys,
         notifications,
         chat,
+        client_logs,
         websocket,
     ):
         app.include_router(module.router)

@@ -111,7 +111,7 @@ _SECRETS.add(TEST_ENCRYPTION_KEY)
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    configure_logging("DEBUG", "json", stream=_CAPTURED)
+    configure_logging("DEBUG", "json", stream=_CAPTURED, env="test")
 
 
 @pytest.fixture(scope="session", autouse=True)

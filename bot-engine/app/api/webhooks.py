@@ -18,7 +18,13 @@ from fastapi import APIRouter, Request
 from app.config import Settings
 from app.core import events, rate_limit, webhook_tokens
 from app.core.client_ip import client_ip
-from app.core.errors import AppError, Forbidden, Unauthorized, ValidationFailed
+from app.core.errors import (
+    Forbidden,
+    PayloadTooLarge,
+    RateLimited,
+    Unauthorized,
+    ValidationFailed,
+)
 from app.core.pg import Pool
 from app.core.redis import RedisDep
 from app.core.signal_intake import IntakeOutcome, record_alert
@@ -37,16 +43,6 @@ _MESSAGES = {
     IntakeOutcome.LOGGED: "signal logged; upgrade to Pro for auto-execution",
     IntakeOutcome.DUPLICATE: "duplicate alert; the original signal stands",
 }
-
-
-class PayloadTooLarge(AppError):
-    status_code = 413
-    code = "payload_too_large"
-
-
-class RateLimited(AppError):
-    status_code = 429
-    code = "rate_limited"
 
 
 async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:

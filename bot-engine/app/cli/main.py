@@ -20,7 +20,7 @@ import typer
 
 from app.config import ConfigurationError, Settings, load_settings
 from app.core.errors import AppError
-from app.logging.logger import configure_logging
+from app.logging.logger import configure_logging, loki_target
 
 T = TypeVar("T")
 
@@ -73,6 +73,8 @@ def _settings(as_json: bool, *, log_to_stderr: bool = True) -> Settings:
         settings.LOG_LEVEL,
         "json" if as_json else settings.LOG_FORMAT.value,
         stream=sys.stderr if log_to_stderr else sys.stdout,
+        env=settings.ENVIRONMENT.value,
+        loki=loki_target(settings),
     )
     return settings
 
@@ -192,6 +194,7 @@ def worker(
 ) -> None:
     """Background workers only, in a process of their own (scale-out)."""
     from app.cli.services import service_settings
+    from app.core.metrics import Metrics, serve_metrics
     from app.core.pg import create_pool
     from app.core.redis import create_redis
     from app.workers import pipeline
@@ -213,11 +216,17 @@ def worker(
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         runtime = WorkerRuntime(redis, role="worker")
+        metrics = Metrics()
+        server = None
+        if resolved.WORKER_METRICS_PORT:
+            server = serve_metrics(metrics, resolved.HOST, resolved.WORKER_METRICS_PORT)
         try:
             await runtime.start()
-            pipeline.install(runtime, resolved, pool, redis)
+            pipeline.install(runtime, resolved, pool, redis, metrics)
             await stop.wait()
         finally:
+            if server is not None:
+                server.shutdown()
             await runtime.stop()
             await redis.aclose()
             await pool.close()
@@ -451,6 +460,22 @@ def kb_search(
         for n, p in enumerate(found, start=1)
     ]
     _emit(as_json, {"passages": found}, "\n".join(lines) or "no passage matched")
+
+
+@cli.command("openapi")
+def openapi(
+    output: Annotated[
+        Path | None, typer.Option(help="Write the document here instead of stdout.")
+    ] = None,
+) -> None:
+    """Print the HTTP API's OpenAPI document (YAML), generated from the application."""
+    from app.cli.openapi import openapi_yaml
+
+    document = openapi_yaml(_settings(False))
+    if output is None:
+        typer.echo(document, nl=False)
+    else:
+        output.write_text(document)
 
 
 @auth_cli.command("dev-token")

@@ -266,8 +266,10 @@ class CcxtAdapter(ExchangeAdapter):
         timeout_ms: int = 10_000,
         passphrase: str | None = None,
         key_id: str | None = None,
+        on_error: Callable[[str, ExchangeError], None] | None = None,
     ) -> None:
         self.key_id = key_id  # the stored key's id, when it is one
+        self.on_error = on_error  # told of every translated error (the error metrics)
         self.endpoint = endpoint
         self.catalog = catalog
         self.budget = budget
@@ -334,6 +336,11 @@ class CcxtAdapter(ExchangeAdapter):
                 exc = ccxt.ExchangeNotAvailable(str(exc))  # the exchange itself said so
             error = translate(exc, sent=sent)
             self._scrub(error)
+            if not isinstance(error, OrderNotFound):  # an answer (the look-up before a create)
+                log.warning("exchange_error", exchange=self.exchange_name,
+                            error_class=error.code, sent=sent)  # fmt: skip
+                if self.on_error is not None:
+                    self.on_error(self.exchange_name, error)
             if isinstance(error, RetryLater) and error.code == "rate_limited":
                 error.retry_after_s = self._retry_after()
                 if self.budget is not None:

@@ -20,6 +20,7 @@ from redis.asyncio import Redis
 from app.config import Settings
 from app.core.credentials import Keyring
 from app.core.exchange_keys import EXCHANGES, active_key, mark_invalid
+from app.core.metrics import Metrics
 from app.core.pg import Connection, Pool
 from app.exchanges.base import ApiCredentials, ExchangeAdapter, KeyPermissions
 from app.exchanges.errors import ExchangeError, OrderRejected
@@ -77,11 +78,13 @@ class AdapterFactory:
         paper_feed: PriceFeed,
         *,
         redis: Redis | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
         self.pool = pool
         self.paper_feed = paper_feed
         self.redis = redis
+        self.metrics = metrics
         self.keyring = Keyring.from_settings(settings)
         self._clients: OrderedDict[tuple[str, ...], CcxtAdapter] = OrderedDict()
         self._catalogs: dict[tuple[str, ...], MarketCatalog] = {}
@@ -164,7 +167,12 @@ class AdapterFactory:
             budget=budget,
             timeout_ms=self.settings.EXCHANGE_TIMEOUT_MS,
             key_id=key_id,
+            on_error=self._count_error if self.metrics is not None else None,
         )
+
+    def _count_error(self, exchange: str, error: ExchangeError) -> None:
+        assert self.metrics is not None
+        self.metrics.exchange_errors.labels(exchange, error.code).inc()
 
     async def key_refused(self, adapter: ExchangeAdapter, reason: str) -> None:
         """The exchange refused the key behind `adapter`: mark it invalid (users see it in

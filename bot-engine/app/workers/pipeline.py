@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 
 from app.config import Settings
 from app.core.events import EventPublisher
+from app.core.metrics import Metrics
 from app.core.pg import Pool
 from app.core.telegram import TelegramClient
 from app.exchanges.factory import AdapterFactory, make_price_feed
@@ -46,10 +47,13 @@ def build_pipeline(
     *,
     consumer_name: str,
     feed: PriceFeed | None = None,
+    metrics: Metrics | None = None,
 ) -> Pipeline:
-    adapters = AdapterFactory(settings, pool, feed or make_price_feed(settings), redis=redis)
+    adapters = AdapterFactory(
+        settings, pool, feed or make_price_feed(settings), redis=redis, metrics=metrics
+    )
     events = EventPublisher(redis)
-    executor = SignalExecutor(pool, adapters, events)
+    executor = SignalExecutor(pool, adapters, events, metrics)
     consumer = SignalConsumer(
         redis,
         executor,
@@ -112,8 +116,11 @@ def install(
     settings: Settings,
     pool: Pool,
     redis: Redis,
+    metrics: Metrics | None = None,
 ) -> Pipeline:
-    pipeline = build_pipeline(settings, pool, redis, consumer_name=runtime.worker_id)
+    pipeline = build_pipeline(
+        settings, pool, redis, consumer_name=runtime.worker_id, metrics=metrics
+    )
     runtime.add("events", pipeline.events.run)
     runtime.add("signals", pipeline.consumer.run)
     runtime.add("sweeper", lambda: run_sweeper(redis, pool))

@@ -145,6 +145,8 @@ class SignalConsumer:
             )
             await queue.dead_letter(self.redis, bell, "too many deliveries")
             log.error("signal_dead_lettered", signal_id=str(failed) if failed else None)
+            if self.executor.metrics is not None:
+                self.executor.metrics.dead_letters.inc()
         live = [b for b in group if b.deliveries <= self.max_deliveries]
         if not live:
             return

@@ -25,7 +25,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, fields
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -33,6 +33,7 @@ import asyncpg
 import structlog
 
 from app.core.events import EventPublisher, EventType, position_data, trade_data
+from app.core.metrics import Metrics
 from app.core.notifications import protection_notice, signal_notice
 from app.core.pg import Connection, Pool
 from app.core.position_sizing import SizingError, SizingRequest, size_position
@@ -52,6 +53,7 @@ from app.models.signal import PENDING_PREDICATE
 from app.models.trade import WORKING_PREDICATE
 
 log = get_logger("trade")
+risk_log = get_logger("risk")
 
 ENTRY, CLOSE, STOP, TAKE, UNPROTECTED_CLOSE = "e", "c", "s", "t", "x"
 # Fills up to this long before a position's row was written may still be its own.
@@ -79,6 +81,7 @@ class QueuedSignal:
     requested_quantity: Decimal | None
     requested_notional: Decimal | None
     risk_percent: Decimal | None
+    created_at: datetime  # when the webhook recorded the alert
 
     @classmethod
     def from_record(cls, row: asyncpg.Record) -> QueuedSignal:
@@ -283,12 +286,17 @@ _ATTACH_TRADES = """
 
 class SignalExecutor:
     def __init__(
-        self, pool: Pool, adapters: AdapterFactory, events: EventPublisher | None = None
+        self,
+        pool: Pool,
+        adapters: AdapterFactory,
+        events: EventPublisher | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.pool = pool
         self.adapters = adapters
         # What changed goes out after each commit; without a publisher, nothing is announced.
         self.events = events
+        self.metrics = metrics
 
     # ------------------------------------------------------------------ per-key driver
     @asynccontextmanager
@@ -331,7 +339,12 @@ class SignalExecutor:
                     outcome.status == "executed",
                 )
                 log.info("signal_finished", status=outcome.status, reason=outcome.reason,
-                         duration_ms=duration_ms)  # fmt: skip
+                         duration_ms=duration_ms, exchange=signal.exchange)  # fmt: skip
+                if self.metrics is not None:
+                    self.metrics.signals_finished.labels(outcome.status).inc()
+                    self.metrics.execution_duration.labels(outcome.status).observe(
+                        duration_ms / 1000
+                    )
                 self._announce_outcome(signal, outcome)
                 done += 1
         return done
@@ -410,6 +423,9 @@ class SignalExecutor:
             signal_id=str(signal.id), user_id=signal.user_id, symbol=signal.symbol
         )
         clock = time.perf_counter()
+        in_flight = self.metrics.in_flight if self.metrics is not None else None
+        if in_flight is not None:
+            in_flight.inc()
         try:
             outcome = await self._execute(conn, signal)
         except OrderRejected as exc:
@@ -430,6 +446,9 @@ class SignalExecutor:
             )
             log.warning("signal_attempt_failed", error_type=type(exc).__name__)
             raise
+        finally:
+            if in_flight is not None:
+                in_flight.dec()
         return outcome, int((time.perf_counter() - clock) * 1000)
 
     async def _execute(self, conn: Connection, signal: QueuedSignal) -> Outcome:
@@ -595,6 +614,7 @@ class SignalExecutor:
                 )
             )
         except SizingError as exc:
+            self._risk_rejected("position_sizing", exc.reason)
             return Outcome("rejected", exc.reason, {"sizing_error": exc.code})
         decision = check_entry(
             EntryRequest(
@@ -610,6 +630,7 @@ class SignalExecutor:
         )
         details = {"checks": decision.checks, **decision.details}
         if not decision.passed:
+            self._risk_rejected(decision.failed_check or "unknown", decision.reason)
             return Outcome(
                 "rejected",
                 decision.reason,
@@ -622,6 +643,11 @@ class SignalExecutor:
             leverage,
             Outcome("executed", risk_passed=True, risk_details=details),
         )
+
+    def _risk_rejected(self, check: str, reason: str | None) -> None:
+        risk_log.warning("risk_rejected", check=check, reason=reason)
+        if self.metrics is not None:
+            self.metrics.risk_rejections.labels(check).inc()
 
     async def _risk_context(
         self, job: _Job, inputs: asyncpg.Record, same_symbol: Position | None
@@ -683,13 +709,19 @@ class SignalExecutor:
                 reduce_only=reduce_only,
             )
         )
+        if self.metrics is not None:
+            self.metrics.orders.labels(signal.exchange, order.status.value).inc()
+            if leg in (ENTRY, CLOSE):  # the order the alert asked for (protection comes after)
+                waited = (datetime.now(UTC) - signal.created_at).total_seconds()
+                self.metrics.alert_to_order.labels(signal.exchange).observe(max(0.0, waited))
         row = await job.conn.fetchrow(
             _RECORD_PLACED, *_order_columns(signal.user_id, order), _order_summary(order)
         )
         if row is not None:
             self._announce_trades(signal.user_id, [row])
         log.info(
-            "order_placed", leg=leg, client_order_id=cid, order_id=order.order_id,
+            "order_placed", leg=leg, exchange=signal.exchange, client_order_id=cid,
+            order_id=order.order_id,
             type=order.type.value, side=order.side.value, status=order.status.value,
             quantity=order.quantity, filled=order.filled_quantity,
             avg_price=order.avg_fill_price, fee=order.fee, realized_pnl=order.realized_pnl,

@@ -9,7 +9,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -20,14 +20,27 @@ import pytest
 from app.config import Settings
 from app.embedded.ports import free_port
 from app.exchanges.price_feed import synthetic_price
+from app.logging.loki import LABELS
+from tests.api.test_metrics import samples
 from tests.conftest import CapturedLogs, Factory
+from tests.support.loki_server import Entry, LokiServer
+from tests.support.pipeline import eventually
 
 JADETRADE = str(Path(sys.executable).parent / "jadetrade")
 TERMINAL = {"executed", "rejected", "skipped", "failed", "logged"}
 
 
 @pytest.fixture(scope="module")
-async def engine_url(settings: Settings, captured_logs: CapturedLogs) -> AsyncIterator[str]:
+def loki() -> Iterator[LokiServer]:
+    """The engine pushes its lines here too (LOKI_URL), as a deployment without an agent."""
+    with LokiServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+async def engine_url(
+    settings: Settings, captured_logs: CapturedLogs, loki: LokiServer
+) -> AsyncIterator[str]:
     assert settings.DATABASE_URL is not None and settings.REDIS_URL is not None
     port = free_port()
     env = {
@@ -39,6 +52,8 @@ async def engine_url(settings: Settings, captured_logs: CapturedLogs) -> AsyncIt
         "PUBLIC_URL": settings.public_url,  # tokens minted by the test factory verify here
         "PORT": str(port),
         "WEBHOOK_RATE_LIMIT": "1000",
+        "LOKI_URL": loki.url,
+        "LOKI_FLUSH_INTERVAL_S": "0.1",
     }
     proc = await asyncio.create_subprocess_exec(
         JADETRADE, "serve", env=env, stdout=asyncio.subprocess.PIPE,
@@ -136,6 +151,49 @@ async def test_entry_exit_flip_duplicate_skip(http: httpx.AsyncClient, factory: 
     nothing = {"token": token, "action": "long_exit", "symbol": "BTCUSDT"}
     skipped = await _settle(http, await http.post(hook, json=nothing), auth)
     assert skipped["status"] == "skipped"
+
+
+async def test_an_alert_shows_in_metrics_and_reaches_loki(
+    http: httpx.AsyncClient, factory: Factory, loki: LokiServer
+) -> None:
+    token, auth = await _trader(factory)
+    hook = "/api/webhooks/tradingview"
+    executed = await _settle(http, await http.post(hook, json=_long(token)), auth)
+    assert executed["status"] == "executed", executed
+    no_stop = {"token": token, "action": "long_entry", "symbol": "ETHUSDT", "qty": "0.1"}
+    rejected = await _settle(http, await http.post(hook, json=no_stop), auth)
+    assert rejected["status"] == "rejected"
+
+    found = samples((await http.get("/metrics")).text)
+
+    def value(name: str, **labels: str) -> float:
+        return found[(name, tuple(sorted(labels.items())))]
+
+    assert value("jadetrade_alert_to_order_seconds_count", exchange="paper") >= 1
+    assert value("jadetrade_orders_total", exchange="paper", status="filled") >= 1
+    assert value("jadetrade_signals_finished_total", status="executed") >= 1
+    assert value("jadetrade_signals_finished_total", status="rejected") >= 1
+    assert value("jadetrade_signal_execution_duration_seconds_count", status="executed") >= 1
+    assert value("jadetrade_risk_rejections_total", check="stop_loss") >= 1
+    assert value("jadetrade_webhook_duration_seconds_count", status="200") >= 2
+    assert value("jadetrade_executions_in_flight") == 0
+    for name in ("jadetrade_signal_queue_length", "jadetrade_signal_queue_lag",
+                 "jadetrade_signal_queue_pending", "jadetrade_websocket_connections",
+                 "process_resident_memory_bytes"):  # fmt: skip
+        assert value(name) >= 0
+    exposed = {n for n, _ in found}
+    assert "jadetrade_log_lines_dropped_total" in exposed
+
+    signal_id = executed["id"]
+
+    async def placed() -> list[Entry]:
+        return [e for e in loki.entries if e.metadata.get("signal_id") == signal_id
+                and e.fields["event"] == "order_placed"]  # fmt: skip
+
+    (order, *_) = await eventually(placed, bool, what="order_placed line in Loki")
+    assert order.labels == {"env": "test", "service": "bot", "component": "trade",
+                            "level": "info", "exchange": "paper"}  # fmt: skip
+    assert all(set(e.labels) <= set(LABELS) for e in loki.entries)
 
 
 async def test_rejections_and_free_tier(http: httpx.AsyncClient, factory: Factory) -> None:

@@ -15,8 +15,10 @@ from app.config import Settings
 from app.core import users
 from app.core.credentials import Keyring
 from app.core.exchange_keys import mark_invalid, store_key
+from app.core.metrics import Metrics
 from app.core.pg import Pool
 from app.exchanges.base import ApiCredentials, KeyPermissions
+from app.exchanges.errors import AuthenticationFailed
 from app.exchanges.factory import AdapterFactory, ExchangeUnavailable, NoApiKey
 from app.exchanges.paper import PaperExchange
 from app.exchanges.price_feed import ManualPriceFeed
@@ -129,3 +131,22 @@ async def test_a_user_trades_with_the_active_key_of_the_signals_exchange(
     with pytest.raises(NoApiKey) as invalid:
         await factory.for_user(user.id, "bybit")
     assert invalid.value.code == "api_key_invalid"
+
+
+async def test_exchange_errors_are_counted_by_exchange_and_class(
+    factory_settings: Settings, pg_pool: Pool, clean_state: None
+) -> None:
+    metrics = Metrics()
+    made = AdapterFactory(factory_settings, pg_pool, ManualPriceFeed(), metrics=metrics)
+    try:
+        unknown = await made.live("binance", "live", ApiCredentials(*new_credentials()),
+                                  key_id="k-unknown")  # fmt: skip
+        with pytest.raises(AuthenticationFailed):
+            await unknown.get_equity()  # the emulator has no such key
+    finally:
+        await made.aclose()
+    counted = metrics.registry.get_sample_value(
+        "jadetrade_exchange_errors_total",
+        {"exchange": "binance", "error_class": "authentication_failed"},
+    )
+    assert counted == 1

@@ -276,9 +276,12 @@ async def test_a_rate_limited_create_is_retry_later_and_places_nothing(
     await adapter.market(BTC)
     status = 429 if live.name == "binance" else 200
     live.server.fail_next("POST", live.create_path, status, retry_after=2)
+    told: list[tuple[str, str]] = []
+    adapter.on_error = lambda exchange, error: told.append((exchange, error.code))
     with pytest.raises(RetryLater) as later:
         await adapter.create_order(market(BUY, "0.01"))
     assert later.value.code == "rate_limited" and later.value.retry_after_s is not None
+    assert told == [(live.name, "rate_limited")]  # what the exchange error metrics count
     assert live.orders(api_key) == []
 
 

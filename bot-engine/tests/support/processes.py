@@ -61,7 +61,8 @@ class EngineProcess:
 
     @classmethod
     def worker(cls, settings: Settings, log_dir: Path, name: str) -> EngineProcess:
-        return cls(["worker"], engine_env(settings), log_dir / f"{name}.log")
+        env = engine_env(settings, WORKER_METRICS_PORT=str(free_port()))
+        return cls(["worker"], env, log_dir / f"{name}.log")
 
     @property
     def url(self) -> str:

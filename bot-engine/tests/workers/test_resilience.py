@@ -46,6 +46,7 @@ class Workers:
             "WORKER_RECLAIM_IDLE_MS": "1500",
             "WORKER_CONCURRENCY": "4",
             "LOG_LEVEL": "WARNING",
+            "WORKER_METRICS_PORT": "0",  # several workers on one host: no scrape endpoint
         }
         self.logs = logs
         self.procs: list[asyncio.subprocess.Process] = []

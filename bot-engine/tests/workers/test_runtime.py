@@ -10,11 +10,13 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
+import httpx
 import pytest
 from redis.asyncio import Redis
 
 from app.config import Settings
 from app.core.redis import create_redis
+from app.embedded.ports import free_port
 from app.workers.runtime import HEARTBEAT_TTL_S, WorkerRuntime, live_workers
 from tests.conftest import CapturedLogs
 
@@ -82,6 +84,7 @@ async def test_worker_process_runs_and_stops_on_sigterm(
         "DATABASE_URL": settings.DATABASE_URL.get_secret_value(),
         "REDIS_URL": settings.REDIS_URL.get_secret_value(),
         "LOCAL_DIR": str(settings.LOCAL_DIR),
+        "WORKER_METRICS_PORT": str(metrics_port := free_port()),
     }
     proc = await asyncio.create_subprocess_exec(
         str(Path(sys.executable).parent / "jadetrade"),
@@ -96,6 +99,16 @@ async def test_worker_process_runs_and_stops_on_sigterm(
             return any(w["pid"] == proc.pid for w in await live_workers(redis))
 
         await _until(announced, within_s=60)
+        # The worker serves its own metrics (alert-to-order, orders, exchange errors, …).
+        async with httpx.AsyncClient() as client:
+            scraped = await client.get(f"http://127.0.0.1:{metrics_port}/metrics")
+        assert scraped.status_code == 200
+        families = {
+            line.split()[2] for line in scraped.text.splitlines() if line.startswith("# TYPE")
+        }
+        assert {"jadetrade_alert_to_order_seconds", "jadetrade_orders_total",
+                "jadetrade_exchange_errors_total", "jadetrade_executions_in_flight",
+                "jadetrade_risk_rejections_total"} <= families  # fmt: skip
     finally:
         proc.send_signal(signal.SIGTERM)
         raw, _ = await asyncio.wait_for(proc.communicate(), 30)
