@@ -126,6 +126,59 @@ def _no_secret_in_logs() -> Iterator[None]:
     assert not leaks, f"secrets found in captured logs: {leaks[:5]}"
 
 
+# --------------------------------------------------------------------------- dashboards
+# When the whole suite ran, every Loki selector of the shipped dashboards and alert rules
+# must select lines the engine really wrote: a label it emits, with a value seen in the
+# suite's captured lines (a renamed component or a mistyped level fails the run here).
+_WHOLE_SUITE: dict[str, bool] = {}
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    option = session.config.option
+    tests_dir = Path(__file__).parent.resolve()
+    args = [Path(a.split("::")[0]).resolve() for a in session.config.args]
+    _WHOLE_SUITE["yes"] = (
+        not option.keyword
+        and not option.markexpr
+        and not getattr(option, "deselect", None)
+        and all(a == tests_dir for a in args)
+    )
+
+
+def labels_seen(lines: list[str]) -> dict[str, set[str]]:
+    """Every value each Loki label took in `lines` (the JSON ones)."""
+    import orjson
+
+    from app.logging.loki import LABELS
+
+    seen: dict[str, set[str]] = {label: set() for label in LABELS}
+    for line in lines:
+        if not line.startswith("{"):
+            continue
+        try:
+            fields = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            continue
+        for label in LABELS:
+            value = fields.get(label)
+            if isinstance(value, str) and value:
+                seen[label].add(value)
+    return seen
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _dashboards_select_real_lines() -> Iterator[None]:
+    yield
+    if not _WHOLE_SUITE.get("yes"):
+        return
+    from tests.support.observability import check_log_selectors, stack_queries
+
+    problems = check_log_selectors(stack_queries(), labels_seen(_CAPTURED.lines))
+    assert not problems, "dashboard/alert selectors match no line the engine wrote:\n" + (
+        "\n".join(problems)
+    )
+
+
 # --------------------------------------------------------------------------- database
 @pytest.fixture(scope="session")
 async def database_url(servers: TestServers) -> str:

@@ -144,6 +144,7 @@ async def tradingview(request: Request, redis: RedisDep) -> WebhookAccepted:
         outcome=result.outcome.value,
         action=alert.action.value,
         symbol=alert.symbol,
+        exchange=alert.exchange,
     )
     return WebhookAccepted(
         status=result.outcome.value,
