@@ -26,7 +26,7 @@ from pydantic import (
     field_validator,
 )
 
-from app.api.webhooks import read_body
+from app.api.deps import read_body
 from app.config import Settings
 from app.core import rate_limit
 from app.core.auth import AccessTokenVerifier, bearer_token

@@ -1,4 +1,4 @@
-"""Request dependencies shared by the API routers: the authenticated caller."""
+"""Request helpers shared by the API routers: the authenticated caller, a size-limited body."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from fastapi import Depends, Request
 
 from app.core.auth import AccessTokenVerifier, bearer_token
 from app.core.database import SessionDep
-from app.core.errors import Forbidden
+from app.core.errors import Forbidden, PayloadTooLarge
 from app.models import User
 
 
@@ -29,3 +29,18 @@ async def get_current_user(request: Request, session: SessionDep) -> User:
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refusing more than `limit` bytes without reading them all."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"body exceeds {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"body exceeds {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)

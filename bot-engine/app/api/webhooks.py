@@ -15,12 +15,12 @@ from datetime import UTC, datetime
 
 from fastapi import APIRouter, Request
 
+from app.api.deps import read_body
 from app.config import Settings
 from app.core import events, rate_limit, webhook_tokens
 from app.core.client_ip import client_ip
 from app.core.errors import (
     Forbidden,
-    PayloadTooLarge,
     RateLimited,
     Unauthorized,
     ValidationFailed,
@@ -43,21 +43,6 @@ _MESSAGES = {
     IntakeOutcome.LOGGED: "signal logged; upgrade to Pro for auto-execution",
     IntakeOutcome.DUPLICATE: "duplicate alert; the original signal stands",
 }
-
-
-async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
-    """The request body, refusing more than `limit` bytes without reading them all."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"body exceeds {limit} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"body exceeds {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 _STRATEGY_EXISTS = "SELECT EXISTS (SELECT 1 FROM strategies WHERE id = $1)"
@@ -85,7 +70,7 @@ async def tradingview(request: Request, redis: RedisDep) -> WebhookAccepted:
             raise Forbidden("source address is not a TradingView webhook server",
                             code="source_not_allowed")  # fmt: skip
     alert = parse_alert(
-        await read_body(request),
+        await read_body(request, MAX_BODY_BYTES),
         default_exchange=settings.DEFAULT_EXCHANGE,
         exchanges=frozenset(settings.SUPPORTED_EXCHANGES),
     )

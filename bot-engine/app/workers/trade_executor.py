@@ -109,6 +109,7 @@ class _Job:
     signal: QueuedSignal
     adapter: ExchangeAdapter
     touched: bool = False
+    answered: bool = False  # the exchange has answered one of this attempt's orders
 
 
 # --------------------------------------------------------------------------- statements
@@ -711,9 +712,10 @@ class SignalExecutor:
         )
         if self.metrics is not None:
             self.metrics.orders.labels(signal.exchange, order.status.value).inc()
-            if leg in (ENTRY, CLOSE):  # the order the alert asked for (protection comes after)
+            if not job.answered:  # the alert's first order: a close or entry, never protection
                 waited = (datetime.now(UTC) - signal.created_at).total_seconds()
                 self.metrics.alert_to_order.labels(signal.exchange).observe(max(0.0, waited))
+        job.answered = True
         row = await job.conn.fetchrow(
             _RECORD_PLACED, *_order_columns(signal.user_id, order), _order_summary(order)
         )
