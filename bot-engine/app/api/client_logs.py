@@ -31,7 +31,13 @@ from app.config import Settings
 from app.core import rate_limit
 from app.core.auth import AccessTokenVerifier, bearer_token
 from app.core.client_ip import client_ip
-from app.core.errors import AppError, BadRequest, RateLimited, ValidationFailed
+from app.core.errors import (
+    AppError,
+    BadRequest,
+    RateLimited,
+    ValidationFailed,
+    field_from_loc,
+)
 from app.core.metrics import Metrics
 from app.core.redis import RedisDep
 from app.logging.logger import get_logger
@@ -52,11 +58,9 @@ _LEVELS = {
     "error": logging.ERROR,
     "critical": logging.CRITICAL,
 }
-# Keys the engine sets itself; an entry cannot override them.
-_RESERVED = frozenset(
-    {"timestamp", "level", "env", "service", "component", "event", "user_id", "request_id",
-     "message", "page", "session_id", "client_timestamp"}
-)  # fmt: skip
+# Keys the engine sets on the line itself that an extra field could otherwise override (the
+# declared fields of an entry never land among its extras).
+_RESERVED = frozenset({"env", "event", "request_id", "client_timestamp"})
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 Scalar = str | int | float | bool | None
 
@@ -104,10 +108,6 @@ class ClientLogBatch(BaseModel):
     logs: Annotated[list[ClientLogEntry], Field(min_length=1, max_length=MAX_ENTRIES)]
 
 
-def _field(loc: tuple[int | str, ...]) -> str:
-    return ".".join(str(part) for part in loc) or "logs"
-
-
 def parse_batch(body: bytes) -> tuple[ClientLogBatch, list[dict[str, Scalar]]]:
     """The validated batch and each entry's extras; 400/422 naming what is wrong."""
     try:
@@ -120,7 +120,7 @@ def parse_batch(body: bytes) -> tuple[ClientLogBatch, list[dict[str, Scalar]]]:
         batch = ClientLogBatch.model_validate(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
-        field = _field(tuple(first["loc"]))
+        field = field_from_loc(first["loc"]) or "logs"
         raise ValidationFailed(f"{field}: {first['msg']}", field=field) from None
     extras = []
     for index, entry in enumerate(batch.logs):

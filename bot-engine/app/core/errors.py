@@ -108,7 +108,7 @@ def error_body(
     return {"error": error}
 
 
-def _field_from_loc(loc: Sequence[Any]) -> str | None:
+def field_from_loc(loc: Sequence[Any]) -> str | None:
     """`("body", "risk", "max_leverage")` → `"risk.max_leverage"`; drops the source part."""
     parts = [str(p) for p in loc if p not in ("body", "query", "path", "header", "cookie")]
     return ".".join(parts) or None
@@ -140,7 +140,7 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = exc.errors()
     first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
-    field = _field_from_loc(first.get("loc", ()))
+    field = field_from_loc(first.get("loc", ()))
     message = str(first.get("msg", "invalid value"))
     if field:
         message = f"{field}: {message}"

@@ -132,6 +132,7 @@ def configure_logging(
         if getattr(existing, "_jadetrade", False):
             root.removeHandler(existing)
             if isinstance(existing, LokiHandler):
+                atexit.unregister(existing.close)
                 existing.close()
     handlers: list[logging.Handler] = [handler]
     shipper = None
