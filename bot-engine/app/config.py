@@ -65,6 +65,12 @@ def _default_local_dir() -> Path:
     return Path.cwd() / ".local"
 
 
+def _default_web_dir() -> Path | None:
+    """`web/dist/` of the checkout the engine runs from, once the dashboard has been built."""
+    folder = Path(__file__).resolve().parent.parent.parent / "web" / "dist"
+    return folder if (folder / "index.html").is_file() else None
+
+
 def _default_knowledge_dir() -> Path | None:
     """`docs/knowledge/` of the checkout the engine runs from, if there is one."""
     folder = Path(__file__).resolve().parent.parent.parent / "docs" / "knowledge"
@@ -116,6 +122,13 @@ class Settings(BaseSettings):
     JWKS_MIN_REFRESH_SECONDS: int = Field(default=30, ge=0)  # throttle refreshes on unknown kid
     JWT_LEEWAY_SECONDS: int = Field(default=30, ge=0)
     DEV_TOKEN_TTL_SECONDS: int = Field(default=12 * 3600, ge=60)
+    # Who may ask `POST /api/auth/dev-token` for the demo user's token (local auth mode only):
+    # callers on this machine, anyone who reaches the engine (a container on a dev laptop), or
+    # nobody.
+    DEV_SIGN_IN: Literal["loopback", "any", "off"] = "loopback"
+
+    # The web dashboard's built files, served at `/` (none: the engine serves only its API).
+    WEB_DIST_DIR: Path | None = Field(default_factory=_default_web_dir)
 
     # Encryption of exchange credentials (AES-256-GCM): 64 hex characters.
     ENCRYPTION_KEY: SecretStr = SecretStr(DEV_ENCRYPTION_KEY)

@@ -22,6 +22,7 @@ from app.ai.embeddings import build_embedder
 from app.ai.knowledge_base import check_model
 from app.api import (
     account,
+    auth,
     chat,
     client_logs,
     exchange_keys,
@@ -35,6 +36,7 @@ from app.api import (
     websocket,
     wellknown,
 )
+from app.api.web_app import mount_dashboard
 from app.config import AuthMode, Settings, get_settings
 from app.core.auth import build_verifier
 from app.core.database import create_engine, create_sessionmaker
@@ -44,6 +46,7 @@ from app.core.metrics import Metrics
 from app.core.pg import create_pool
 from app.core.redis import create_redis
 from app.core.ws_hub import Hub
+from app.exchanges.factory import make_price_feed
 from app.logging.logger import get_logger
 from app.logging.middleware import RequestContextMiddleware
 from app.workers import pipeline
@@ -85,6 +88,7 @@ def _lifespan(settings: Settings, run_workers: bool):  # type: ignore[no-untyped
         app.state.redis = redis
         app.state.http = http_client
         app.state.local_issuer = local_issuer
+        app.state.paper_feed = paper_feed = make_price_feed(settings)
         app.state.verifier = build_verifier(
             settings, http_client=http_client, local_issuer=local_issuer
         )
@@ -132,6 +136,9 @@ def _lifespan(settings: Settings, run_workers: bool):  # type: ignore[no-untyped
             if worker_pg is not None:
                 await worker_pg.close()
             await http_client.aclose()
+            close_feed = getattr(paper_feed, "close", None)
+            if close_feed is not None:
+                await close_feed()
             await redis.aclose()
             await pg.close()
             await engine.dispose()
@@ -175,6 +182,7 @@ def create_app(settings: Settings | None = None, *, run_workers: bool = False) -
         health,
         metrics,
         wellknown,
+        auth,
         account,
         webhooks,
         history,
@@ -187,4 +195,6 @@ def create_app(settings: Settings | None = None, *, run_workers: bool = False) -
         websocket,
     ):
         app.include_router(module.router)
+    if settings.WEB_DIST_DIR is not None:
+        mount_dashboard(app, settings.WEB_DIST_DIR)
     return app

@@ -279,6 +279,7 @@ def make_settings(database_url: str, redis_url: str, local_dir: Path, **override
         "ENCRYPTION_KEY": TEST_ENCRYPTION_KEY,
         "LOG_LEVEL": "DEBUG",
         "PUBLIC_URL": "http://testserver",
+        "WEB_DIST_DIR": None,  # the API alone, whether or not the dashboard has been built
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)

@@ -1,18 +1,26 @@
-"""The caller's account: who am I, and my webhook tokens (issue, list, revoke)."""
+"""The caller's account: who am I, the dashboard's summary figures, and my webhook tokens
+(issue, list, revoke)."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Annotated
 
-from fastapi import APIRouter, Request, status
+from fastapi import APIRouter, Query, Request, status
+from sqlalchemy import func, select
 
 from app.ai import quota
 from app.api.deps import CurrentUser
 from app.core import webhook_tokens
 from app.core.database import SessionDep
+from app.core.errors import ValidationFailed
+from app.exchanges.paper import PaperExchange
 from app.logging.logger import get_logger
+from app.models import RealPosition, RealTrade
 from app.schemas.account import (
+    AccountSummary,
     ChatAllowance,
     UserOut,
     WebhookTokenCreate,
@@ -41,6 +49,70 @@ async def me(user: CurrentUser, request: Request) -> UserOut:
         telegram_enabled=user.telegram_enabled,
         created_at=user.created_at,
         chat=allowance,
+    )
+
+
+def _start_of_day(now: datetime) -> datetime:
+    return now.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+@router.get(
+    "/account/summary",
+    response_model=AccountSummary,
+    summary="Equity, today's PnL and open positions of one of my exchange accounts",
+)
+async def account_summary(
+    user: CurrentUser,
+    session: SessionDep,
+    request: Request,
+    exchange: Annotated[str | None, Query(max_length=32)] = None,
+) -> AccountSummary:
+    settings = request.app.state.settings
+    exchange = (exchange or settings.DEFAULT_EXCHANGE).lower()
+    if exchange not in settings.SUPPORTED_EXCHANGES:
+        raise ValidationFailed(
+            f"unknown exchange {exchange!r}; one of {', '.join(settings.SUPPORTED_EXCHANGES)}",
+            field="exchange",
+        )
+    now = datetime.now(UTC)
+    day = _start_of_day(now)
+    positions = (
+        await session.execute(
+            select(func.count(), func.coalesce(func.sum(RealPosition.unrealized_pnl), 0)).where(
+                RealPosition.user_id == user.id,
+                RealPosition.exchange == exchange,
+                RealPosition.status == "open",
+            )
+        )
+    ).one()
+    trades = (
+        await session.execute(
+            select(
+                func.coalesce(
+                    func.sum(RealTrade.realized_pnl).filter(RealTrade.executed_at >= day), 0
+                ),
+                func.count().filter(RealTrade.created_at >= day, RealTrade.reduce_only.is_(False)),
+            ).where(RealTrade.user_id == user.id, RealTrade.exchange == exchange)
+        )
+    ).one()
+    equity = wallet = None
+    if exchange == "paper":
+        paper = PaperExchange(
+            request.app.state.pg,
+            user.id,
+            request.app.state.paper_feed,
+            starting_balance=settings.PAPER_STARTING_BALANCE,
+        )
+        equity, wallet = await paper.get_equity(), await paper.get_wallet_balance()
+    return AccountSummary(
+        exchange=exchange,
+        equity=equity,
+        wallet_balance=wallet,
+        unrealized_pnl=Decimal(positions[1] or 0),
+        realized_pnl_today=Decimal(trades[0] or 0),
+        trades_today=int(trades[1]),
+        open_positions=int(positions[0]),
+        as_of=now,
     )
 
 

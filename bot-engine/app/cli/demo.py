@@ -20,12 +20,11 @@ from app.cli.watch import ws_url
 from app.config import Settings
 from app.core import users, webhook_tokens
 from app.core.local_issuer import LocalIssuer
-from app.core.users import Tier
+from app.core.users import DEMO_EMAIL, Tier
 from app.exchanges.factory import make_price_feed
 from app.exchanges.symbols import paper_market
 from app.models import User
 
-DEMO_EMAIL = "demo@jadetrade.local"
 DEMO_SYMBOL = "BTCUSDT"
 
 

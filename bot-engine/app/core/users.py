@@ -16,6 +16,8 @@ from app.core.errors import Conflict, ValidationFailed
 from app.models import User, UserRiskSettings
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# The account `make run` prepares and the dashboard's development sign-in uses.
+DEMO_EMAIL = "demo@jadetrade.local"
 
 
 class Tier(StrEnum):

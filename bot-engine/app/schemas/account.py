@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from decimal import Decimal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -46,3 +47,21 @@ class WebhookTokenCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(default="default", min_length=1, max_length=100)
+
+
+class AccountSummary(BaseModel):
+    """The figures at the top of the dashboard, for one exchange account."""
+
+    exchange: str
+    equity: Decimal | None = Field(
+        description="Wallet balance plus unrealised PnL, in USDT (the paper account only: a live"
+        " exchange's equity is read by the workers when they size an order)"
+    )
+    wallet_balance: Decimal | None = Field(
+        description="Deposits plus realised PnL minus fees, in USDT (paper account only)"
+    )
+    unrealized_pnl: Decimal = Field(description="Sum over the open positions, as last marked")
+    realized_pnl_today: Decimal = Field(description="Realised PnL of fills since 00:00 UTC")
+    trades_today: int = Field(description="Entries placed since 00:00 UTC (the daily limit)")
+    open_positions: int
+    as_of: datetime
