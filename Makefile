@@ -10,12 +10,22 @@ STAMP  := $(VENV)/.installed-stamp
 TOOLS       := $(ENGINE)/.tools-venv
 TOOLS_STAMP := $(TOOLS)/.installed-stamp
 
+# The web dashboard (React + Vite): built when Node.js is present; the API works without it.
+WEB        := web
+WEB_STAMP  := $(WEB)/node_modules/.installed-stamp
+WEB_DIST   := $(WEB)/dist/index.html
+WEB_INPUTS := $(shell find $(WEB)/src -type f 2>/dev/null) $(WEB)/index.html $(WEB)/vite.config.ts \
+              $(WEB)/tsconfig.json $(WEB)/package-lock.json
+CHROMIUM   := /usr/bin/chromium
+
 .DEFAULT_GOAL := help
-.PHONY: help install tools run test lint fmt lock lock-tools openapi clean-local bench
+.PHONY: help install tools run test lint fmt lock lock-tools openapi clean-local bench \
+        web web-if-node web-test browser
 
 help:
 	@echo "make run    start the engine locally (embedded PostgreSQL + Redis, paper exchange)"
 	@echo "make test   run the whole test suite against real PostgreSQL and Redis"
+	@echo "make web    build the web dashboard into web/dist (needs Node.js 20.19+)"
 	@echo "make lint   ruff format --check, ruff check, mypy"
 	@echo "make fmt    apply ruff formatting and fixes"
 	@echo "make bench  benchmarks against a baseline measured in the same run"
@@ -39,10 +49,36 @@ $(TOOLS_STAMP): $(ENGINE)/requirements-tools.lock
 
 tools: $(TOOLS_STAMP)
 
-run: install
+$(WEB_STAMP): $(WEB)/package.json $(WEB)/package-lock.json
+	cd $(WEB) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $(WEB_STAMP)
+
+$(WEB_DIST): $(WEB_STAMP) $(WEB_INPUTS)
+	cd $(WEB) && npm run --silent build
+	@touch $(WEB_DIST)
+
+web: $(WEB_DIST)
+
+# `make run` serves the dashboard when it can be built, and the API alone when it cannot.
+web-if-node:
+	@if command -v npm >/dev/null 2>&1; then $(MAKE) --no-print-directory web; \
+	else echo "Node.js not found: the dashboard is not built (the API works without it)"; fi
+
+web-test: $(WEB_STAMP)
+	cd $(WEB) && npx tsc -b && npx vitest run
+
+# The end-to-end tests drive Debian's Chromium (a test tool's own browser download cannot run
+# here); installed once, as root, when missing.
+browser:
+	@test -x $(CHROMIUM) || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+		else echo "Chromium is missing: install the 'chromium' package to run the browser tests"; fi; }
+
+run: install web-if-node
 	$(BIN)/jadetrade run
 
-test: install tools
+test: install tools web-test web browser
 	cd $(ENGINE) && .venv/bin/python -m pytest $(PYTEST_ARGS)
 
 lint: install

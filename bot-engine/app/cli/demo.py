@@ -143,11 +143,17 @@ def _jadetrade() -> str:
 def banner(settings: Settings, info: dict[str, str]) -> str:
     hours = settings.DEV_TOKEN_TTL_SECONDS // 3600
     url = info["url"]
+    dashboard = (
+        f'  Dashboard      {url}/    (press "Use dev token")'
+        if settings.WEB_DIST_DIR is not None
+        else "  Dashboard      not built (needs Node.js: `make web`); the API works without it"
+    )
     return "\n".join(
         [
             "",
             "JadeTrade bot engine — local mode (embedded PostgreSQL and Redis)",
             f"  API            {url}    (interactive docs: {url}/docs)",
+            dashboard,
             f"  Demo user      {info['email']} ({info['tier']})",
             f"  Demo user id   {info['user_id']}",
             f"  Webhook token  {info['webhook_token']}",
