@@ -33,6 +33,18 @@ export class ApiError extends Error {
   }
 }
 
+export const UNREACHABLE = "The engine could not be reached.";
+
+/** What to tell the user about a failed call: the engine's message, or that it was unreachable. */
+export function errorMessage(exc: unknown): string {
+  return exc instanceof ApiError ? exc.message : UNREACHABLE;
+}
+
+/** A failed call's stable code for the logs ("network" when the engine was not reached). */
+export function errorCode(exc: unknown): string {
+  return exc instanceof ApiError ? exc.code : "network";
+}
+
 export type TokenSource = () => string | null;
 
 let currentToken: TokenSource = () => null;

@@ -3,7 +3,7 @@
 
 import { useCallback, useEffect, useId, useRef, useState, type KeyboardEvent, type ReactNode } from "react";
 import Markdown, { type Components, type UrlTransform } from "react-markdown";
-import { ApiError, authHeaders, errorFrom } from "../api/client";
+import { ApiError, authHeaders, errorFrom, UNREACHABLE } from "../api/client";
 import { formatTime } from "../lib/format";
 import { logger } from "../lib/logger";
 import { readSse } from "./sse";
@@ -30,7 +30,6 @@ interface ChatMessage {
 
 const STREAM_URL = "/api/chat/stream";
 const TIER_MESSAGE = "The assistant is part of the Pro and Enterprise plans.";
-const UNREACHABLE = "The engine could not be reached.";
 const SAFE_PROTOCOL = /^(https?|mailto):/i;
 
 /** Only absolute http, https and mailto links survive: anything else (javascript:, data:, relative) is dropped. */

@@ -1,6 +1,6 @@
 // Small shared pieces: money with its sign coloured, status badges, error notices, pagination.
 
-import { ApiError } from "../api/client";
+import { ApiError, UNREACHABLE } from "../api/client";
 import { decimalSign, formatDecimal } from "../lib/format";
 
 export function Money({ value, places = 2, signed = false, currency }: { value: string | null | undefined; places?: number; signed?: boolean; currency?: string }) {
@@ -36,7 +36,7 @@ export function StatusBadge({ status }: { status: string }) {
 
 export function ErrorNotice({ error }: { error: Error | null }) {
   if (!error) return null;
-  const text = error instanceof ApiError ? `${error.message} (${error.code})` : "The engine could not be reached.";
+  const text = error instanceof ApiError ? `${error.message} (${error.code})` : UNREACHABLE;
   return (
     <p role="alert" className="notice error">
       {text}

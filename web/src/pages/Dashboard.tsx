@@ -3,7 +3,7 @@
 
 import { useCallback, useEffect, useId, useRef, useState } from "react";
 import { Link } from "react-router-dom";
-import { api, ApiError } from "../api/client";
+import { api, ApiError, errorMessage } from "../api/client";
 import type { AccountSummary, CloseRequested, Page, Position, PriceUpdate, ServerMessage, Signal, Trade } from "../api/types";
 import { ErrorNotice, Money, StatusBadge } from "../components/common";
 import { sumDecimals } from "../lib/decimal";
@@ -150,7 +150,7 @@ export function Dashboard() {
         next.delete(position.id);
         return next;
       });
-      const text = exc instanceof ApiError ? exc.message : "The engine could not be reached.";
+      const text = errorMessage(exc);
       setNotice({ text: `${position.symbol} ${position.side}: ${text}`, error: true });
       if (exc instanceof ApiError && exc.status === 409) positions.reload();
       else logger.warn("trading", "close failed", { position_id: position.id, error: text });

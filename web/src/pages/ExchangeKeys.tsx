@@ -2,7 +2,7 @@
 // secret only ever travels to the engine, once; it is cleared from the form whatever the answer.
 
 import { useEffect, useId, useRef, useState, type FormEvent } from "react";
-import { ApiError, api } from "../api/client";
+import { api, ApiError, errorCode, errorMessage } from "../api/client";
 import type { ExchangeKey, ExchangeKeyIn } from "../api/types";
 import { ErrorNotice } from "../components/common";
 import { formatTime, titleCase } from "../lib/format";
@@ -145,8 +145,8 @@ export function ExchangeKeys() {
       setListStatus(`Removed the ${titleCase(key.exchange)} key ${keyName(key)}.`);
       logger.info("settings", "exchange key removed", { exchange: key.exchange, mode: key.mode });
     } catch (exc) {
-      setListError(exc instanceof ApiError ? exc.message : "The engine could not be reached.");
-      logger.warn("settings", "exchange key remove failed", { code: exc instanceof ApiError ? exc.code : "network" });
+      setListError(errorMessage(exc));
+      logger.warn("settings", "exchange key remove failed", { code: errorCode(exc) });
     } finally {
       setRemoving(false);
     }

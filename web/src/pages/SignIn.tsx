@@ -1,7 +1,7 @@
 // Sign-in: the engine's development token in local mode, or a pasted Cognito access token.
 
 import { useEffect, useId, useState, type FormEvent } from "react";
-import { ApiError, request } from "../api/client";
+import { errorMessage, request } from "../api/client";
 import type { AuthOptions } from "../api/types";
 import { useAuth } from "../auth/AuthContext";
 
@@ -25,7 +25,7 @@ export function SignIn() {
     try {
       await action();
     } catch (exc) {
-      setError(exc instanceof ApiError ? exc.message : "The engine could not be reached.");
+      setError(errorMessage(exc));
     } finally {
       setBusy(false);
     }

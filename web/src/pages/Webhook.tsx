@@ -2,7 +2,7 @@
 // once), and alert messages ready to paste into TradingView.
 
 import { useEffect, useId, useRef, useState, type FormEvent, type RefObject } from "react";
-import { ApiError, api, request } from "../api/client";
+import { api, ApiError, errorCode, errorMessage, request, UNREACHABLE } from "../api/client";
 import type { AuthOptions, WebhookToken, WebhookTokenIssued } from "../api/types";
 import { ErrorNotice } from "../components/common";
 import { formatTime } from "../lib/format";
@@ -198,7 +198,7 @@ export function Webhook() {
           nameInput.current?.focus();
         } else setIssueError(exc.message);
       } else {
-        setIssueError("The engine could not be reached.");
+        setIssueError(UNREACHABLE);
       }
     } finally {
       setIssuing(false);
@@ -219,8 +219,8 @@ export function Webhook() {
       setListStatus(`Token ${token.name} revoked: alerts that use it are now refused.`);
       logger.info("settings", "webhook token revoked", { token_id: token.id });
     } catch (exc) {
-      setListError(exc instanceof ApiError ? exc.message : "The engine could not be reached.");
-      logger.warn("settings", "webhook token revoke failed", { code: exc instanceof ApiError ? exc.code : "network" });
+      setListError(errorMessage(exc));
+      logger.warn("settings", "webhook token revoke failed", { code: errorCode(exc) });
     } finally {
       setRevoking(false);
     }
