@@ -126,6 +126,8 @@ try {
     await liveSignals.getByText("executed").first().waitFor();
     await recentTrades.getByRole("cell", { name: ALERT.symbol }).first().waitFor();
     await openPositions.getByRole("button", { name: `Close ${ALERT.symbol} long position` }).waitFor();
+    // The account figures follow the trade too (re-read shortly after it).
+    await page.getByText("1 trade today").waitFor();
     if (!(await page.evaluate(() => window.__sameDocument === true))) throw new Error("the page reloaded");
     await shot(page, "03-dashboard-live-position");
   });
