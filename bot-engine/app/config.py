@@ -182,6 +182,10 @@ class Settings(BaseSettings):
 
     # Rate limiting (per minute)
     WEBHOOK_RATE_LIMIT: int = Field(default=30, ge=1)
+    # Missing or unknown webhook tokens one source address may send per minute before every
+    # webhook from it is refused for the rest of the minute (TradingView's own addresses are
+    # exempt: a user's mistyped token must not block everyone's alerts).
+    WEBHOOK_BAD_TOKEN_LIMIT: int = Field(default=10, ge=1)
     API_RATE_LIMIT: int = Field(default=100, ge=1)
 
     # Webhook intake

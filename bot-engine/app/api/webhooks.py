@@ -14,6 +14,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from fastapi import APIRouter, Request
+from redis.asyncio import Redis
 
 from app.api.deps import read_body
 from app.config import Settings
@@ -48,6 +49,12 @@ _MESSAGES = {
 _STRATEGY_EXISTS = "SELECT EXISTS (SELECT 1 FROM strategies WHERE id = $1)"
 
 
+async def _count_bad_token(redis: Redis, bucket: str, guarded: bool) -> None:
+    """One more missing or unknown token from a source that is not TradingView's."""
+    if guarded:
+        await rate_limit.hit(redis, bucket, limit=0)
+
+
 @router.post(
     "/tradingview",
     response_model=WebhookAccepted,
@@ -58,29 +65,43 @@ _STRATEGY_EXISTS = "SELECT EXISTS (SELECT 1 FROM strategies WHERE id = $1)"
         403: {"description": "Source address not allowed"},
         413: {"description": "Body larger than 64 KiB"},
         422: {"description": "A field is invalid; `field` names it"},
-        429: {"description": "Too many alerts for this token; see Retry-After"},
+        429: {
+            "description": "Too many alerts for this token, or too many bad tokens from this"
+            " address; see Retry-After"
+        },
     },
 )
 async def tradingview(request: Request, redis: RedisDep) -> WebhookAccepted:
     settings: Settings = request.app.state.settings
-    if settings.TRADINGVIEW_IP_ALLOWLIST:
-        source = client_ip(request, settings.TRUSTED_PROXIES)
-        if source not in settings.TRADINGVIEW_IPS:
-            log.warning("webhook_source_refused", source_ip=source)
-            raise Forbidden("source address is not a TradingView webhook server",
-                            code="source_not_allowed")  # fmt: skip
+    source = client_ip(request, settings.TRUSTED_PROXIES)
+    if settings.TRADINGVIEW_IP_ALLOWLIST and source not in settings.TRADINGVIEW_IPS:
+        log.warning("webhook_source_refused", source_ip=source)
+        raise Forbidden("source address is not a TradingView webhook server",
+                        code="source_not_allowed")  # fmt: skip
+    # Guessing tokens: a source that sent too many bad ones is refused before any look-up.
+    guarded = source not in settings.TRADINGVIEW_IPS
+    bad_tokens = f"whbad:{source}"
+    if guarded:
+        blocked = await rate_limit.check(redis, bad_tokens, settings.WEBHOOK_BAD_TOKEN_LIMIT)
+        if not blocked.allowed:
+            raise RateLimited(
+                "too many webhooks with a missing or unknown token from this address",
+                headers={"Retry-After": str(blocked.retry_after_s)},
+            )
     alert = parse_alert(
         await read_body(request, MAX_BODY_BYTES),
         default_exchange=settings.DEFAULT_EXCHANGE,
         exchanges=frozenset(settings.SUPPORTED_EXCHANGES),
     )
     if not alert.token:
+        await _count_bad_token(redis, bad_tokens, guarded)
         raise Unauthorized("the alert has no token", field="token", code="missing_token")
     pool: Pool = request.app.state.pg
     async with pool.acquire() as conn:  # one connection for the token and the signal
         owner = await webhook_tokens.authenticate(conn, alert.token)
         if owner is None:
-            log.warning("webhook_token_rejected")
+            log.warning("webhook_token_rejected", source_ip=source)
+            await _count_bad_token(redis, bad_tokens, guarded)
             raise Unauthorized("unknown or revoked token", field="token", code="invalid_token")
         verdict = await rate_limit.hit(
             redis, "wh:" + webhook_tokens.hash_token(alert.token)[:24], settings.WEBHOOK_RATE_LIMIT

@@ -255,3 +255,70 @@ async def test_a_strategy_id_must_name_a_strategy(
     assert (error["code"], error["field"]) == ("unknown_strategy", "strategy_id")
     accepted = await client.post(URL, json=_alert(token, strategy_id=str(known)))
     assert accepted.status_code == 200, accepted.text
+
+
+@pytest.fixture
+async def guarded_client(
+    settings: Settings, clean_state: None, secrets_seen: SecretsSeen
+) -> AsyncIterator[tuple[httpx.AsyncClient, Factory]]:
+    """Bad tokens limited to 3 a minute per source; sources named by a trusted proxy."""
+    assert settings.DATABASE_URL is not None and settings.REDIS_URL is not None
+    guarded = make_settings(
+        settings.DATABASE_URL.get_secret_value(),
+        settings.REDIS_URL.get_secret_value(),
+        settings.LOCAL_DIR,
+        WEBHOOK_BAD_TOKEN_LIMIT=3,
+        TRADINGVIEW_IPS=["52.89.214.238"],
+        TRUSTED_PROXIES=["127.0.0.0/8"],
+    )
+    async with running_app(guarded) as app:
+        transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 40000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+            yield c, Factory(app, secrets_seen)
+
+
+ATTACKER = {"X-Forwarded-For": "203.0.113.66"}
+
+
+async def test_a_source_guessing_tokens_is_throttled(
+    guarded_client: tuple[httpx.AsyncClient, Factory],
+) -> None:
+    client, factory = guarded_client
+    token = await factory.webhook_token(await factory.user())
+    guesses = [
+        await client.post(URL, json=_alert(f"jt_wh_guess{i}"), headers=ATTACKER) for i in range(3)
+    ]
+    assert [r.status_code for r in guesses] == [401, 401, 401]
+    missing = await client.post(URL, json={"action": "long_entry", "symbol": "BTCUSDT"},
+                                headers=ATTACKER)  # fmt: skip
+    assert missing.status_code == 429  # the fourth attempt: refused before any look-up
+    body = missing.json()["error"]
+    assert body["code"] == "rate_limited" and "unknown token" in body["message"]
+    assert 1 <= int(missing.headers["retry-after"]) <= 61
+    # Even a right token from that source waits out the window: guessing stops paying off.
+    assert (await client.post(URL, json=_alert(token), headers=ATTACKER)).status_code == 429
+    # Other sources are not affected.
+    other = await client.post(URL, json=_alert(token), headers={"X-Forwarded-For": "198.51.100.7"})
+    assert other.status_code == 200
+
+
+async def test_tradingview_addresses_are_never_throttled_for_bad_tokens(
+    guarded_client: tuple[httpx.AsyncClient, Factory],
+) -> None:
+    # One user's mistyped token arrives from TradingView's servers, like everyone's alerts.
+    client, factory = guarded_client
+    token = await factory.webhook_token(await factory.user())
+    for i in range(5):
+        bad = await client.post(URL, json=_alert(f"jt_wh_typo{i}"), headers=FROM_TRADINGVIEW)
+        assert bad.status_code == 401
+    assert (await client.post(URL, json=_alert(token), headers=FROM_TRADINGVIEW)).status_code == 200
+
+
+async def test_good_tokens_do_not_count_towards_the_limit(
+    guarded_client: tuple[httpx.AsyncClient, Factory],
+) -> None:
+    client, factory = guarded_client
+    token = await factory.webhook_token(await factory.user())
+    for i in range(5):
+        response = await client.post(URL, json=_alert(token, alert_id=f"ok{i}"), headers=ATTACKER)
+        assert response.status_code == 200, response.text
