@@ -4,6 +4,7 @@ account, which only this machine gets by default and production never."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 from typing import Any
 
 import httpx
@@ -18,26 +19,20 @@ from tests.conftest import SecretsSeen, http_client, make_settings, running_app
 async def engine_with(settings: Settings, clean_state: None) -> AsyncIterator[Any]:
     """Start the engine with some settings changed; yields a client factory."""
     assert settings.DATABASE_URL is not None and settings.REDIS_URL is not None
-    stack = []
+    database, redis = settings.DATABASE_URL, settings.REDIS_URL
+    async with AsyncExitStack() as stack:
 
-    async def start(**overrides: Any) -> httpx.AsyncClient:
-        changed = make_settings(
-            settings.DATABASE_URL.get_secret_value(),  # type: ignore[union-attr]
-            settings.REDIS_URL.get_secret_value(),  # type: ignore[union-attr]
-            settings.LOCAL_DIR,
-            **overrides,
-        )
-        app_cm = running_app(changed)
-        app = await app_cm.__aenter__()
-        client_cm = http_client(app)
-        client = await client_cm.__aenter__()
-        stack.append((app_cm, client_cm))
-        return client
+        async def start(**overrides: Any) -> httpx.AsyncClient:
+            changed = make_settings(
+                database.get_secret_value(),
+                redis.get_secret_value(),
+                settings.LOCAL_DIR,
+                **overrides,
+            )
+            app = await stack.enter_async_context(running_app(changed))
+            return await stack.enter_async_context(http_client(app))
 
-    yield start
-    for app_cm, client_cm in reversed(stack):
-        await client_cm.__aexit__(None, None, None)
-        await app_cm.__aexit__(None, None, None)
+        yield start
 
 
 async def test_a_local_engine_offers_and_issues_a_dev_token(

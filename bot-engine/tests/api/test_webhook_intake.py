@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -129,25 +131,39 @@ async def test_token_use_is_recorded(client: httpx.AsyncClient, factory: Factory
     assert listed[0]["last_used_at"] is not None
 
 
+@asynccontextmanager
+async def _behind_proxy(
+    settings: Settings, secrets_seen: SecretsSeen, **overrides: Any
+) -> AsyncIterator[tuple[httpx.AsyncClient, Factory]]:
+    """The engine with `overrides`, reached through a trusted proxy on 127.0.0.1 (so a test
+    names the client's address in X-Forwarded-For); one TradingView address is known."""
+    assert settings.DATABASE_URL is not None and settings.REDIS_URL is not None
+    changed = make_settings(
+        settings.DATABASE_URL.get_secret_value(),
+        settings.REDIS_URL.get_secret_value(),
+        settings.LOCAL_DIR,
+        TRADINGVIEW_IPS=["52.89.214.238"],
+        TRUSTED_PROXIES=["127.0.0.0/8"],
+        **overrides,
+    )
+    async with running_app(changed) as app:
+        transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 40000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+            yield c, Factory(app, secrets_seen)
+
+
 @pytest.fixture
 async def strict_client(
     settings: Settings, clean_state: None, secrets_seen: SecretsSeen
 ) -> AsyncIterator[tuple[httpx.AsyncClient, Factory]]:
-    assert settings.DATABASE_URL is not None and settings.REDIS_URL is not None
-    strict = make_settings(
-        settings.DATABASE_URL.get_secret_value(),
-        settings.REDIS_URL.get_secret_value(),
-        settings.LOCAL_DIR,
+    async with _behind_proxy(
+        settings,
+        secrets_seen,
         WEBHOOK_RATE_LIMIT=3,
         MAX_ALERT_AGE_S=60,
         TRADINGVIEW_IP_ALLOWLIST=True,
-        TRADINGVIEW_IPS=["52.89.214.238"],
-        TRUSTED_PROXIES=["127.0.0.0/8"],
-    )
-    async with running_app(strict) as app:
-        transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 40000))
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
-            yield c, Factory(app, secrets_seen)
+    ) as pair:
+        yield pair
 
 
 FROM_TRADINGVIEW = {"X-Forwarded-For": "52.89.214.238"}
@@ -262,19 +278,8 @@ async def guarded_client(
     settings: Settings, clean_state: None, secrets_seen: SecretsSeen
 ) -> AsyncIterator[tuple[httpx.AsyncClient, Factory]]:
     """Bad tokens limited to 3 a minute per source; sources named by a trusted proxy."""
-    assert settings.DATABASE_URL is not None and settings.REDIS_URL is not None
-    guarded = make_settings(
-        settings.DATABASE_URL.get_secret_value(),
-        settings.REDIS_URL.get_secret_value(),
-        settings.LOCAL_DIR,
-        WEBHOOK_BAD_TOKEN_LIMIT=3,
-        TRADINGVIEW_IPS=["52.89.214.238"],
-        TRUSTED_PROXIES=["127.0.0.0/8"],
-    )
-    async with running_app(guarded) as app:
-        transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 40000))
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
-            yield c, Factory(app, secrets_seen)
+    async with _behind_proxy(settings, secrets_seen, WEBHOOK_BAD_TOKEN_LIMIT=3) as pair:
+        yield pair
 
 
 ATTACKER = {"X-Forwarded-For": "203.0.113.66"}

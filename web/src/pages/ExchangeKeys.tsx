@@ -4,6 +4,7 @@
 import { useEffect, useId, useRef, useState, type FormEvent } from "react";
 import { api, ApiError, errorCode, errorMessage } from "../api/client";
 import type { ExchangeKey, ExchangeKeyIn } from "../api/types";
+import { ConfirmAction } from "../components/ConfirmAction";
 import { ErrorNotice } from "../components/common";
 import { formatTime, titleCase } from "../lib/format";
 import { logger } from "../lib/logger";
@@ -57,8 +58,6 @@ export function ExchangeKeys() {
   const [listStatus, setListStatus] = useState("");
   const [listError, setListError] = useState<string | null>(null);
   const fields = useRef<Partial<Record<FormField, HTMLInputElement | HTMLSelectElement | null>>>({});
-  const removeButtons = useRef<Record<string, HTMLButtonElement | null>>({});
-  const cancelButton = useRef<HTMLButtonElement>(null);
   const id = useId();
 
   useEffect(() => {
@@ -66,10 +65,6 @@ export function ExchangeKeys() {
     fields.current[focusField]?.focus();
     setFocusField(null);
   }, [focusField]);
-
-  useEffect(() => {
-    if (confirming) cancelButton.current?.focus();
-  }, [confirming]);
 
   const fid = (field: FormField) => `${id}-${field}`;
   const bind = (field: FormField) => (element: HTMLInputElement | HTMLSelectElement | null) => {
@@ -152,11 +147,6 @@ export function ExchangeKeys() {
     }
   }
 
-  function cancelRemove(keyId: string) {
-    setConfirming(null);
-    removeButtons.current[keyId]?.focus();
-  }
-
   const list = keys.data ?? [];
 
   return (
@@ -215,32 +205,22 @@ export function ExchangeKeys() {
                     <td>{formatTime(key.created_at)}</td>
                     <td>{key.last_used_at ? formatTime(key.last_used_at) : "Never"}</td>
                     <td>
-                      {key.is_active && confirming !== key.id && (
-                        <button
-                          type="button"
-                          className="danger"
-                          ref={(element) => {
-                            removeButtons.current[key.id] = element;
-                          }}
-                          aria-label={`Remove ${key.exchange} key ${keyName(key)}`}
-                          onClick={() => {
+                      {key.is_active && (
+                        <ConfirmAction
+                          label="Remove"
+                          ariaLabel={`Remove ${key.exchange} key ${keyName(key)}`}
+                          groupLabel={`Confirm removing ${key.exchange} key ${keyName(key)}`}
+                          warning="Orders stop using this key."
+                          confirmLabel="Yes, remove"
+                          open={confirming === key.id}
+                          busy={removing}
+                          onOpen={() => {
                             setListStatus("");
                             setConfirming(key.id);
                           }}
-                        >
-                          Remove
-                        </button>
-                      )}
-                      {key.is_active && confirming === key.id && (
-                        <span className="row confirm" role="group" aria-label={`Confirm removing ${key.exchange} key ${keyName(key)}`}>
-                          <span>Orders stop using this key.</span>
-                          <button type="button" className="danger" disabled={removing} onClick={() => void remove(key)}>
-                            Yes, remove
-                          </button>
-                          <button type="button" ref={cancelButton} disabled={removing} onClick={() => cancelRemove(key.id)}>
-                            Cancel
-                          </button>
-                        </span>
+                          onCancel={() => setConfirming(null)}
+                          onConfirm={() => void remove(key)}
+                        />
                       )}
                     </td>
                   </tr>

@@ -1,14 +1,14 @@
 // Signals: every alert the webhook received, filtered and paged, with new ones added live.
 
-import { useId, useState } from "react";
+import { useState } from "react";
 import { api } from "../api/client";
 import type { Page, Signal } from "../api/types";
-import { ErrorNotice, Pager, StatusBadge } from "../components/common";
+import { StatusBadge } from "../components/common";
 import { formatAmount, formatTime } from "../lib/format";
 import { useResource } from "../lib/useResource";
 import { useLive, useLiveEvents } from "../live/LiveProvider";
 import { itemOf, mergeById, upsertById } from "../live/merge";
-import { FilterForm, filterQuery, matchesFilters, useCursorPages, useHistoryFilters } from "./history";
+import { HistoryTable, filterQuery, matchesFilters, useCursorPages, useHistoryFilters } from "./history";
 
 export const SIGNAL_STATUSES = ["queued", "executing", "executed", "rejected", "skipped", "failed", "logged"] as const;
 const PAGE_SIZE = 25;
@@ -18,7 +18,6 @@ export function Signals() {
   const pages = useCursorPages(key);
   const { resyncCount } = useLive();
   const [announcement, setAnnouncement] = useState("");
-  const headingId = useId();
 
   const page = useResource(
     (signal) => api.get<Page<Signal>>("/api/signals", { ...filterQuery(filters), limit: PAGE_SIZE, cursor: pages.cursor }, signal),
@@ -38,69 +37,45 @@ export function Signals() {
     }
   });
 
-  const items = page.data?.items;
   return (
-    <div className="stack history-page">
-      <h1>Signals</h1>
-      <section className="card" aria-labelledby={headingId}>
-        <h2 id={headingId} className="visually-hidden">
-          Signal history
-        </h2>
-        <FilterForm key={key} filters={filters} statuses={SIGNAL_STATUSES} onApply={apply} label="Signal" />
-        <p role="status" className="visually-hidden">
-          {announcement}
-        </p>
-        <ErrorNotice error={page.error} />
-        {page.loading && !items ? (
-          <p className="muted">Loading signals…</p>
-        ) : items && items.length === 0 ? (
-          <p className="empty">{pages.isFirst ? "No signals match these filters." : "No older signals."}</p>
-        ) : items ? (
-          <div className="table-wrap">
-            <table aria-labelledby={headingId} aria-busy={page.loading || undefined}>
-              <thead>
-                <tr>
-                  <th scope="col">Time</th>
-                  <th scope="col">Symbol</th>
-                  <th scope="col">Type</th>
-                  <th scope="col">Exchange</th>
-                  <th scope="col">Status</th>
-                  <th scope="col" className="num">Price</th>
-                  <th scope="col" className="num">Stop loss</th>
-                  <th scope="col" className="num">Take profit</th>
-                  <th scope="col">Reason</th>
-                </tr>
-              </thead>
-              <tbody>
-                {items.map((s) => (
-                  <tr key={s.id}>
-                    <td>{formatTime(s.created_at)}</td>
-                    <td>{s.symbol}</td>
-                    <td>{s.signal_type.replace(/_/g, " ")}</td>
-                    <td>{s.exchange ?? "—"}</td>
-                    <td>
-                      <StatusBadge status={s.status} />
-                    </td>
-                    <td className="num">{formatAmount(s.price)}</td>
-                    <td className="num">{formatAmount(s.suggested_stop_loss)}</td>
-                    <td className="num">{formatAmount(s.suggested_take_profit)}</td>
-                    <td className="reason">{s.status_reason ?? ""}</td>
-                  </tr>
-                ))}
-              </tbody>
-            </table>
-          </div>
-        ) : null}
-        <div className="row pager-row">
-          <Pager
-            label="Signal"
-            hasPrevious={pages.hasPrevious}
-            hasNext={Boolean(page.data?.next_cursor)}
-            onPrevious={pages.newer}
-            onNext={() => page.data?.next_cursor && pages.older(page.data.next_cursor)}
-          />
-        </div>
-      </section>
-    </div>
+    <HistoryTable
+      title="Signals"
+      label="Signal"
+      statuses={SIGNAL_STATUSES}
+      filters={filters}
+      filterKey={key}
+      onApply={apply}
+      announcement={announcement}
+      page={page}
+      pages={pages}
+      head={
+        <>
+          <th scope="col">Time</th>
+          <th scope="col">Symbol</th>
+          <th scope="col">Type</th>
+          <th scope="col">Exchange</th>
+          <th scope="col">Status</th>
+          <th scope="col" className="num">Price</th>
+          <th scope="col" className="num">Stop loss</th>
+          <th scope="col" className="num">Take profit</th>
+          <th scope="col">Reason</th>
+        </>
+      }
+      row={(s: Signal) => (
+        <tr key={s.id}>
+          <td>{formatTime(s.created_at)}</td>
+          <td>{s.symbol}</td>
+          <td>{s.signal_type.replace(/_/g, " ")}</td>
+          <td>{s.exchange ?? "—"}</td>
+          <td>
+            <StatusBadge status={s.status} />
+          </td>
+          <td className="num">{formatAmount(s.price)}</td>
+          <td className="num">{formatAmount(s.suggested_stop_loss)}</td>
+          <td className="num">{formatAmount(s.suggested_take_profit)}</td>
+          <td className="reason">{s.status_reason ?? ""}</td>
+        </tr>
+      )}
+    />
   );
 }

@@ -1,15 +1,15 @@
 // Trades: every order the engine placed, filtered and paged, with fills and state changes
 // applied live.
 
-import { useId, useState } from "react";
+import { useState } from "react";
 import { api } from "../api/client";
 import type { Page, Trade } from "../api/types";
-import { ErrorNotice, Money, Pager, StatusBadge } from "../components/common";
+import { Money, StatusBadge } from "../components/common";
 import { formatAmount, formatTime, titleCase } from "../lib/format";
 import { useResource } from "../lib/useResource";
 import { useLive, useLiveEvents } from "../live/LiveProvider";
 import { itemOf, mergeById, upsertById } from "../live/merge";
-import { FilterForm, filterQuery, matchesFilters, useCursorPages, useHistoryFilters } from "./history";
+import { HistoryTable, filterQuery, matchesFilters, useCursorPages, useHistoryFilters } from "./history";
 
 // bot-engine/app/models/trade.py ORDER_STATUSES
 export const TRADE_STATUSES = ["pending", "open", "partially_filled", "filled", "canceled", "failed", "unknown"] as const;
@@ -20,7 +20,6 @@ export function Trades() {
   const pages = useCursorPages(key);
   const { resyncCount } = useLive();
   const [announcement, setAnnouncement] = useState("");
-  const headingId = useId();
 
   const page = useResource(
     (signal) => api.get<Page<Trade>>("/api/trades", { ...filterQuery(filters), limit: PAGE_SIZE, cursor: pages.cursor }, signal),
@@ -40,85 +39,61 @@ export function Trades() {
     if (message.type === "trade_executed") setAnnouncement(`Trade ${item.status ?? ""}: ${item.side ?? ""} ${item.symbol ?? ""}`.replace(/\s+/g, " ").trim());
   });
 
-  const items = page.data?.items;
   return (
-    <div className="stack history-page">
-      <h1>Trades</h1>
-      <section className="card" aria-labelledby={headingId}>
-        <h2 id={headingId} className="visually-hidden">
-          Trade history
-        </h2>
-        <FilterForm key={key} filters={filters} statuses={TRADE_STATUSES} onApply={apply} label="Trade" />
-        <p role="status" className="visually-hidden">
-          {announcement}
-        </p>
-        <ErrorNotice error={page.error} />
-        {page.loading && !items ? (
-          <p className="muted">Loading trades…</p>
-        ) : items && items.length === 0 ? (
-          <p className="empty">{pages.isFirst ? "No trades match these filters." : "No older trades."}</p>
-        ) : items ? (
-          <div className="table-wrap">
-            <table aria-labelledby={headingId} aria-busy={page.loading || undefined}>
-              <thead>
-                <tr>
-                  <th scope="col">Time</th>
-                  <th scope="col">Symbol</th>
-                  <th scope="col">Side</th>
-                  <th scope="col">Type</th>
-                  <th scope="col">Reduce only</th>
-                  <th scope="col">Status</th>
-                  <th scope="col" className="num">Quantity</th>
-                  <th scope="col" className="num">Filled</th>
-                  <th scope="col" className="num">Avg price</th>
-                  <th scope="col" className="num">Fee</th>
-                  <th scope="col" className="num">Realised PnL</th>
-                  <th scope="col">Order id</th>
-                </tr>
-              </thead>
-              <tbody>
-                {items.map((t) => {
-                  const orderId = t.exchange_order_id ?? t.client_order_id;
-                  return (
-                    <tr key={t.id}>
-                      <td>{formatTime(t.executed_at ?? t.created_at)}</td>
-                      <td>{t.symbol}</td>
-                      <td>{t.side}</td>
-                      <td>{titleCase(t.order_type)}</td>
-                      <td>{t.reduce_only ? "Yes" : "No"}</td>
-                      <td>
-                        <StatusBadge status={t.status} />
-                      </td>
-                      <td className="num">{formatAmount(t.quantity)}</td>
-                      <td className="num">{formatAmount(t.filled_quantity)}</td>
-                      <td className="num">{formatAmount(t.avg_fill_price)}</td>
-                      <td className="num">
-                        {formatAmount(t.fee)}
-                        {t.fee && t.fee_currency ? ` ${t.fee_currency}` : ""}
-                      </td>
-                      <td className="num">
-                        <Money value={t.realized_pnl} signed />
-                      </td>
-                      <td className="mono order-id" title={orderId ?? undefined}>
-                        {orderId ?? "—"}
-                      </td>
-                    </tr>
-                  );
-                })}
-              </tbody>
-            </table>
-          </div>
-        ) : null}
-        <div className="row pager-row">
-          <Pager
-            label="Trade"
-            hasPrevious={pages.hasPrevious}
-            hasNext={Boolean(page.data?.next_cursor)}
-            onPrevious={pages.newer}
-            onNext={() => page.data?.next_cursor && pages.older(page.data.next_cursor)}
-          />
-        </div>
-      </section>
-    </div>
+    <HistoryTable
+      title="Trades"
+      label="Trade"
+      statuses={TRADE_STATUSES}
+      filters={filters}
+      filterKey={key}
+      onApply={apply}
+      announcement={announcement}
+      page={page}
+      pages={pages}
+      head={
+        <>
+          <th scope="col">Time</th>
+          <th scope="col">Symbol</th>
+          <th scope="col">Side</th>
+          <th scope="col">Type</th>
+          <th scope="col">Reduce only</th>
+          <th scope="col">Status</th>
+          <th scope="col" className="num">Quantity</th>
+          <th scope="col" className="num">Filled</th>
+          <th scope="col" className="num">Avg price</th>
+          <th scope="col" className="num">Fee</th>
+          <th scope="col" className="num">Realised PnL</th>
+          <th scope="col">Order id</th>
+        </>
+      }
+      row={(t: Trade) => {
+        const orderId = t.exchange_order_id ?? t.client_order_id;
+        return (
+          <tr key={t.id}>
+            <td>{formatTime(t.executed_at ?? t.created_at)}</td>
+            <td>{t.symbol}</td>
+            <td>{t.side}</td>
+            <td>{titleCase(t.order_type)}</td>
+            <td>{t.reduce_only ? "Yes" : "No"}</td>
+            <td>
+              <StatusBadge status={t.status} />
+            </td>
+            <td className="num">{formatAmount(t.quantity)}</td>
+            <td className="num">{formatAmount(t.filled_quantity)}</td>
+            <td className="num">{formatAmount(t.avg_fill_price)}</td>
+            <td className="num">
+              {formatAmount(t.fee)}
+              {t.fee && t.fee_currency ? ` ${t.fee_currency}` : ""}
+            </td>
+            <td className="num">
+              <Money value={t.realized_pnl} signed />
+            </td>
+            <td className="mono order-id" title={orderId ?? undefined}>
+              {orderId ?? "—"}
+            </td>
+          </tr>
+        );
+      }}
+    />
   );
 }

@@ -4,6 +4,7 @@
 import { useEffect, useId, useRef, useState, type FormEvent, type RefObject } from "react";
 import { api, ApiError, errorCode, errorMessage, request, UNREACHABLE } from "../api/client";
 import type { AuthOptions, WebhookToken, WebhookTokenIssued } from "../api/types";
+import { ConfirmAction } from "../components/ConfirmAction";
 import { ErrorNotice } from "../components/common";
 import { formatTime } from "../lib/format";
 import { logger } from "../lib/logger";
@@ -151,18 +152,12 @@ export function Webhook() {
   const [listError, setListError] = useState<string | null>(null);
   const tokenBox = useRef<HTMLInputElement>(null);
   const issuedHeading = useRef<HTMLHeadingElement>(null);
-  const revokeButtons = useRef<Record<string, HTMLButtonElement | null>>({});
-  const cancelButton = useRef<HTMLButtonElement>(null);
   const nameInput = useRef<HTMLInputElement>(null);
   const id = useId();
 
   useEffect(() => {
     if (issued) issuedHeading.current?.focus();
   }, [issued]);
-
-  useEffect(() => {
-    if (confirming) cancelButton.current?.focus();
-  }, [confirming]);
 
   async function issue(event: FormEvent) {
     event.preventDefault();
@@ -226,11 +221,6 @@ export function Webhook() {
     }
   }
 
-  function cancelRevoke(tokenId: string) {
-    setConfirming(null);
-    revokeButtons.current[tokenId]?.focus();
-  }
-
   const list = tokens.data ?? [];
 
   return (
@@ -286,32 +276,22 @@ export function Webhook() {
                       )}
                     </td>
                     <td>
-                      {!token.revoked_at && confirming !== token.id && (
-                        <button
-                          type="button"
-                          className="danger"
-                          ref={(element) => {
-                            revokeButtons.current[token.id] = element;
-                          }}
-                          aria-label={`Revoke token ${token.name} (${token.token_prefix})`}
-                          onClick={() => {
+                      {!token.revoked_at && (
+                        <ConfirmAction
+                          label="Revoke"
+                          ariaLabel={`Revoke token ${token.name} (${token.token_prefix})`}
+                          groupLabel={`Confirm revoking token ${token.name}`}
+                          warning="Alerts with this token will be refused."
+                          confirmLabel="Yes, revoke"
+                          open={confirming === token.id}
+                          busy={revoking}
+                          onOpen={() => {
                             setListStatus("");
                             setConfirming(token.id);
                           }}
-                        >
-                          Revoke
-                        </button>
-                      )}
-                      {!token.revoked_at && confirming === token.id && (
-                        <span className="row confirm" role="group" aria-label={`Confirm revoking token ${token.name}`}>
-                          <span>Alerts with this token will be refused.</span>
-                          <button type="button" className="danger" disabled={revoking} onClick={() => void revoke(token)}>
-                            Yes, revoke
-                          </button>
-                          <button type="button" ref={cancelButton} disabled={revoking} onClick={() => cancelRevoke(token.id)}>
-                            Cancel
-                          </button>
-                        </span>
+                          onCancel={() => setConfirming(null)}
+                          onConfirm={() => void revoke(token)}
+                        />
                       )}
                     </td>
                   </tr>

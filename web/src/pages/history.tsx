@@ -1,9 +1,12 @@
-// What the Signals and Trades pages share: filters kept in the URL and validated before any
+// What the Signals and Trades pages share: the page frame (`HistoryTable`), filters kept in the URL and validated before any
 // request, cursor paging with a way back, and the test of whether a live item belongs on the page.
 
-import { useId, useRef, useState, type FormEvent } from "react";
+import { useId, useRef, useState, type FormEvent, type ReactNode } from "react";
 import { useSearchParams } from "react-router-dom";
 import type { Query } from "../api/client";
+import type { Page } from "../api/types";
+import { ErrorNotice, Pager } from "../components/common";
+import type { Resource } from "../lib/useResource";
 import "./history.css";
 
 export interface HistoryFilters {
@@ -213,4 +216,78 @@ export function useCursorPages(resetKey: string) {
         return { key: s.key, stack: s.stack.slice(0, -1), cursor: s.stack[s.stack.length - 1] ?? null };
       }),
   };
+}
+
+/**
+ * The frame of a history page: its heading, the filters, a live-region announcement, the
+ * loading / empty / error states, the table with the page's own columns, and the pager.
+ */
+export function HistoryTable<T extends { id: string }>({
+  title,
+  label,
+  statuses,
+  filters,
+  filterKey,
+  onApply,
+  announcement,
+  page,
+  pages,
+  head,
+  row,
+}: {
+  title: string;
+  /** Singular noun for names: "Signal" → "Signal filters", "Signal pages". */
+  label: string;
+  statuses: readonly string[];
+  filters: HistoryFilters;
+  filterKey: string;
+  onApply: (next: HistoryFilters) => void;
+  announcement: string;
+  page: Resource<Page<T>>;
+  pages: ReturnType<typeof useCursorPages>;
+  head: ReactNode;
+  row: (item: T) => ReactNode;
+}) {
+  const headingId = useId();
+  const noun = title.toLowerCase();
+  const items = page.data?.items;
+  const next = page.data?.next_cursor;
+  return (
+    <div className="stack history-page">
+      <h1>{title}</h1>
+      <section className="card" aria-labelledby={headingId}>
+        <h2 id={headingId} className="visually-hidden">
+          {label} history
+        </h2>
+        <FilterForm key={filterKey} filters={filters} statuses={statuses} onApply={onApply} label={label} />
+        <p role="status" className="visually-hidden">
+          {announcement}
+        </p>
+        <ErrorNotice error={page.error} />
+        {page.loading && !items ? (
+          <p className="muted">Loading {noun}…</p>
+        ) : items && items.length === 0 ? (
+          <p className="empty">{pages.isFirst ? `No ${noun} match these filters.` : `No older ${noun}.`}</p>
+        ) : items ? (
+          <div className="table-wrap">
+            <table aria-labelledby={headingId} aria-busy={page.loading || undefined}>
+              <thead>
+                <tr>{head}</tr>
+              </thead>
+              <tbody>{items.map(row)}</tbody>
+            </table>
+          </div>
+        ) : null}
+        <div className="row pager-row">
+          <Pager
+            label={label}
+            hasPrevious={pages.hasPrevious}
+            hasNext={Boolean(next)}
+            onPrevious={pages.newer}
+            onNext={() => next && pages.older(next)}
+          />
+        </div>
+      </section>
+    </div>
+  );
 }
