@@ -178,13 +178,14 @@ def create_app(settings: Settings | None = None, *, run_workers: bool = False) -
         )
     app.state.metrics = Metrics()
     app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics)
+    # Routes are matched in order: the webhook, by far the busiest, is tried first.
     for module in (
+        webhooks,
         health,
         metrics,
         wellknown,
         auth,
         account,
-        webhooks,
         history,
         positions,
         risk,

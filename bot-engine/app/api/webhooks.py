@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from fastapi import APIRouter, Request
+import orjson
+from fastapi import APIRouter, Request, Response
 from redis.asyncio import Redis
 
 from app.api.deps import read_body
@@ -27,7 +28,6 @@ from app.core.errors import (
     ValidationFailed,
 )
 from app.core.pg import Pool
-from app.core.redis import RedisDep
 from app.core.signal_intake import IntakeOutcome, record_alert
 from app.core.signal_processor import is_stale, parse_alert
 from app.logging.logger import get_logger
@@ -49,10 +49,28 @@ _MESSAGES = {
 _STRATEGY_EXISTS = "SELECT EXISTS (SELECT 1 FROM strategies WHERE id = $1)"
 
 
-async def _count_bad_token(redis: Redis, bucket: str, guarded: bool) -> None:
-    """One more missing or unknown token from a source that is not TradingView's."""
-    if guarded:
-        await rate_limit.hit(redis, bucket, limit=0)
+_THROTTLED = "too many webhooks with a missing or unknown token from this address"
+
+
+def _throttled(verdict: rate_limit.Verdict) -> RateLimited:
+    return RateLimited(_THROTTLED, headers={"Retry-After": str(verdict.retry_after_s)})
+
+
+async def _refuse_bad_token(
+    redis: Redis, bucket: str, limit: int | None, refusal: Unauthorized
+) -> Unauthorized | RateLimited:
+    """Count one more missing or unknown token from a throttled source (`limit` None: a
+    TradingView address, never throttled); past the limit the answer is 429, not 401."""
+    if limit is None:
+        return refusal
+    verdict = await rate_limit.hit(redis, bucket, limit)
+    return refusal if verdict.allowed else _throttled(verdict)
+
+
+def _answer(outcome: IntakeOutcome, signal_id: object) -> Response:
+    # Serialised here rather than through the response model: this is the hottest route.
+    body = {"status": outcome.value, "message": _MESSAGES[outcome], "signal_id": str(signal_id)}
+    return Response(orjson.dumps(body), media_type="application/json")
 
 
 @router.post(
@@ -71,41 +89,43 @@ async def _count_bad_token(redis: Redis, bucket: str, guarded: bool) -> None:
         },
     },
 )
-async def tradingview(request: Request, redis: RedisDep) -> WebhookAccepted:
+async def tradingview(request: Request) -> Response:
     settings: Settings = request.app.state.settings
+    redis: Redis = request.app.state.redis
     source = client_ip(request, settings.TRUSTED_PROXIES)
     if settings.TRADINGVIEW_IP_ALLOWLIST and source not in settings.TRADINGVIEW_IPS:
         log.warning("webhook_source_refused", source_ip=source)
         raise Forbidden("source address is not a TradingView webhook server",
                         code="source_not_allowed")  # fmt: skip
-    # Guessing tokens: a source that sent too many bad ones is refused before any look-up.
-    guarded = source not in settings.TRADINGVIEW_IPS
+    # Guessing tokens: a source that sent too many bad ones is refused before its token is
+    # looked up; that check and the token's alert count are one Redis round trip.
     bad_tokens = f"whbad:{source}"
-    if guarded:
-        blocked = await rate_limit.check(redis, bad_tokens, settings.WEBHOOK_BAD_TOKEN_LIMIT)
-        if not blocked.allowed:
-            raise RateLimited(
-                "too many webhooks with a missing or unknown token from this address",
-                headers={"Retry-After": str(blocked.retry_after_s)},
-            )
+    bad_limit = None if source in settings.TRADINGVIEW_IPS else settings.WEBHOOK_BAD_TOKEN_LIMIT
     alert = parse_alert(
         await read_body(request, MAX_BODY_BYTES),
         default_exchange=settings.DEFAULT_EXCHANGE,
         exchanges=frozenset(settings.SUPPORTED_EXCHANGES),
     )
     if not alert.token:
-        await _count_bad_token(redis, bad_tokens, guarded)
-        raise Unauthorized("the alert has no token", field="token", code="missing_token")
+        raise await _refuse_bad_token(redis, bad_tokens, bad_limit, Unauthorized(
+            "the alert has no token", field="token", code="missing_token"))  # fmt: skip
+    admission = await rate_limit.admit(
+        redis,
+        bad_tokens,
+        bad_limit,
+        "wh:" + webhook_tokens.hash_token(alert.token)[:24],
+        settings.WEBHOOK_RATE_LIMIT,
+    )
+    if not admission.source.allowed:
+        raise _throttled(admission.source)
     pool: Pool = request.app.state.pg
     async with pool.acquire() as conn:  # one connection for the token and the signal
         owner = await webhook_tokens.authenticate(conn, alert.token)
         if owner is None:
             log.warning("webhook_token_rejected", source_ip=source)
-            await _count_bad_token(redis, bad_tokens, guarded)
-            raise Unauthorized("unknown or revoked token", field="token", code="invalid_token")
-        verdict = await rate_limit.hit(
-            redis, "wh:" + webhook_tokens.hash_token(alert.token)[:24], settings.WEBHOOK_RATE_LIMIT
-        )
+            raise await _refuse_bad_token(redis, bad_tokens, bad_limit, Unauthorized(
+                "unknown or revoked token", field="token", code="invalid_token"))  # fmt: skip
+        verdict = admission.token
         if not verdict.enforced:
             log.warning("rate_limit_unavailable")
         elif not verdict.allowed:
@@ -152,8 +172,4 @@ async def tradingview(request: Request, redis: RedisDep) -> WebhookAccepted:
         symbol=alert.symbol,
         exchange=alert.exchange,
     )
-    return WebhookAccepted(
-        status=result.outcome.value,
-        message=_MESSAGES[result.outcome],
-        signal_id=result.signal_id,
-    )
+    return _answer(result.outcome, result.signal_id)
