@@ -34,7 +34,8 @@ RETIRED_MODELS = frozenset(
         "claude-3-haiku-20240307",
     }
 )
-LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "0.0.0.0", ""})  # noqa: S104
+# Hosts a production URL must not name: compared with, never bound.
+LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "0.0.0.0", ""})  # noqa: S104  # nosec B104
 
 
 class Environment(StrEnum):
@@ -290,7 +291,8 @@ class Settings(BaseSettings):
     def public_url(self) -> str:
         if self.PUBLIC_URL:
             return self.PUBLIC_URL.rstrip("/")
-        host = "127.0.0.1" if self.HOST in ("0.0.0.0", "::") else self.HOST  # noqa: S104
+        # A wildcard bind address is no host for a URL: compared with, never bound.
+        host = "127.0.0.1" if self.HOST in ("0.0.0.0", "::") else self.HOST  # noqa: S104  # nosec B104
         return f"http://{host}:{self.PORT}"
 
     @property

@@ -10,7 +10,7 @@ assistant's rules).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from xml.sax.saxutils import escape
+from xml.sax.saxutils import escape  # escapes text for prompts; parses no XML  # nosec B406
 
 from app.ai.context_builder import Row, TradingContext
 from app.ai.knowledge_base import Passage
@@ -87,8 +87,12 @@ when they differ.
 """
 
 
+# `escape` leaves quotes alone; inside an attribute value a quote would end it early.
+_ATTRIBUTE = {'"': "&quot;"}
+
+
 def _attrs(row: Row) -> str:
-    return " ".join(f'{k}="{escape(str(v))}"' for k, v in row.items() if v is not None)
+    return " ".join(f'{k}="{escape(str(v), _ATTRIBUTE)}"' for k, v in row.items() if v is not None)
 
 
 def _rows(tag: str, rows: Sequence[Row], empty: str) -> str:
@@ -130,7 +134,8 @@ def render_knowledge(passages: Sequence[Passage]) -> str:
     if not passages:
         return "<knowledge>No documentation passage matched this question.</knowledge>"
     blocks = [
-        f'<passage number="{n}" document="{escape(p.document)}" title="{escape(p.title)}">\n'
+        f'<passage number="{n}" document="{escape(p.document, _ATTRIBUTE)}"'
+        f' title="{escape(p.title, _ATTRIBUTE)}">\n'
         f"{escape(p.content)}\n</passage>"
         for n, p in enumerate(passages, start=1)
     ]

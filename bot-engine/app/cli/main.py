@@ -506,7 +506,7 @@ def auth_dev_token(
         token = issuer.mint(user.id, ttl_s=resolved.DEV_TOKEN_TTL_SECONDS, username=user.email)
         return {
             "access_token": token,
-            "token_type": "Bearer",
+            "token_type": "Bearer",  # the OAuth token type, not a secret  # nosec B105
             "expires_in": str(resolved.DEV_TOKEN_TTL_SECONDS),
         }
 

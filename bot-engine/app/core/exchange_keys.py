@@ -41,8 +41,8 @@ _TOUCH_INTERVAL = timedelta(minutes=1)
 # The column of each encrypted field, in the order rows carry them.
 _COLUMNS = {
     "api_key": "api_key_encrypted",
-    "secret": "api_secret_encrypted",
-    "passphrase": "passphrase_encrypted",
+    "secret": "api_secret_encrypted",  # a column name, not a secret  # nosec B105
+    "passphrase": "passphrase_encrypted",  # a column name, not a secret  # nosec B105
 }
 
 Address = str | IPv4Address | IPv6Address
@@ -128,7 +128,7 @@ _INSERT_KEY = f"""
         last_validated_at)
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, now())
     RETURNING {_COLUMNS_LISTED}
-"""  # noqa: S608 - composed of constants only
+"""  # noqa: S608 - composed of constants only  # nosec B608
 _AUDIT = """
     INSERT INTO audit_log (user_id, action, resource_type, resource_id, ip_address, new_value)
     VALUES ($1, $2, 'exchange_api_key', $3, $4, $5)
@@ -137,7 +137,7 @@ _LIST_KEYS = f"""
     SELECT {_COLUMNS_LISTED} FROM exchange_api_keys
     WHERE user_id = $1
     ORDER BY is_active DESC, created_at DESC, id
-"""  # noqa: S608 - composed of constants only
+"""  # noqa: S608 - composed of constants only  # nosec B608
 _DEACTIVATE_ONE = """
     WITH gone AS (
         UPDATE exchange_api_keys SET is_active = false
@@ -172,8 +172,9 @@ _SEALED_COLUMNS = "id, user_id, exchange, api_key_encrypted, api_secret_encrypte
 )
 _ROTATION_BATCH = f"""
     SELECT {_SEALED_COLUMNS} FROM exchange_api_keys WHERE id > $1 ORDER BY id LIMIT $2
-"""  # noqa: S608 - composed of constants only
-_SEALED_ROW = f"SELECT {_SEALED_COLUMNS} FROM exchange_api_keys WHERE id = $1"  # noqa: S608
+"""  # noqa: S608 - composed of constants only  # nosec B608
+# Composed of constants only, like the statement above.
+_SEALED_ROW = f"SELECT {_SEALED_COLUMNS} FROM exchange_api_keys WHERE id = $1"  # noqa: S608  # nosec B608
 # Applies only if nobody changed the ciphertexts since they were read.
 _RESEAL = """
     UPDATE exchange_api_keys

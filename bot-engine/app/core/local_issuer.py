@@ -85,7 +85,7 @@ class LocalIssuer:
             "sub": sub,
             "iss": self._issuer,
             "client_id": self._client_id,
-            "token_use": "access",
+            "token_use": "access",  # the kind of token, not a secret  # nosec B105
             "scope": COGNITO_SCOPE,
             "auth_time": now,
             "iat": now,

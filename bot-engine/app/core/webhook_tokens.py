@@ -22,7 +22,7 @@ from app.core.errors import NotFound
 from app.core.pg import Connection, Pool
 from app.models import User, WebhookToken
 
-TOKEN_PREFIX = "jt_wh_"  # noqa: S105 - a public marker, not a secret
+TOKEN_PREFIX = "jt_wh_"  # noqa: S105 - a public marker, not a secret  # nosec B105
 _DISPLAY_PREFIX_LEN = len(TOKEN_PREFIX) + 6
 # last_used_at is a hint for users, not an audit trail: write it at most once a minute per
 # token so a burst of alerts does not turn into a burst of row updates.

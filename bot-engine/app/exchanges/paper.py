@@ -232,7 +232,7 @@ SELECT
     ) AS existing
 FROM (VALUES (1)) AS one
 LEFT JOIN paper_accounts a ON a.account_id = $1
-"""  # noqa: S608 - composed of constants only
+"""  # noqa: S608 - composed of constants only  # nosec B608
 # Every change a writer makes, in one autocommitted statement: $2 the version it read, $3 the
 # new wallet (NULL: unchanged), $4 the symbols of closed positions, $5 positions opened or
 # changed, $6 new orders, $7 changed orders, $8 leverage settings. `bump` moves the account
@@ -309,19 +309,19 @@ SELECT EXISTS (SELECT 1 FROM bump) AS applied, now() AS now
 """
 _ORDER_BY_ID = f"""
 SELECT {_ORDER_COLUMNS} FROM paper_orders WHERE account_id = $1 AND id = $2
-"""  # noqa: S608 - composed of constants only
+"""  # noqa: S608 - composed of constants only  # nosec B608
 _ORDER_BY_CLIENT_ID = f"""
 SELECT {_ORDER_COLUMNS} FROM paper_orders WHERE account_id = $1 AND client_order_id = $2
-"""  # noqa: S608 - composed of constants only
+"""  # noqa: S608 - composed of constants only  # nosec B608
 _FILLED_SINCE = f"""
 SELECT {_ORDER_COLUMNS} FROM paper_orders
 WHERE account_id = $1 AND symbol = $2 AND filled_quantity > 0 AND updated_at >= $3
 ORDER BY updated_at, created_at
-"""  # noqa: S608 - composed of constants only
+"""  # noqa: S608 - composed of constants only  # nosec B608
 _WORKING_PAIRS = f"""
 SELECT DISTINCT account_id, symbol FROM paper_orders WHERE {_IS_WORKING}
 ORDER BY account_id, symbol
-"""  # noqa: S608 - composed of constants only
+"""  # noqa: S608 - composed of constants only  # nosec B608
 
 
 # --------------------------------------------------------------------------- position math
@@ -886,7 +886,8 @@ class PaperExchange(ExchangeAdapter):
                 return saved[0]
             for attempt in range(_WRITE_ATTEMPTS):
                 if attempt > 1:  # lost twice: let the other writers through first
-                    await asyncio.sleep(random.uniform(0, 0.001 * attempt))  # noqa: S311
+                    # Random jitter spreads the retries; it guards nothing.
+                    await asyncio.sleep(random.uniform(0, 0.001 * attempt))  # noqa: S311  # nosec B311
                 read_at = time.monotonic()
                 book = await self._load_book(conn, client_order_id, order_id)
                 result = await change(book)

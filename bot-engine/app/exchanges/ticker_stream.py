@@ -135,7 +135,7 @@ class StreamingTickerFeed:
         self._ccxt = ccxt
         self._client = client
         self._clock = clock
-        self._jitter = random.Random()  # noqa: S311 - spreads reconnects, guards nothing
+        self._jitter = random.Random()  # noqa: S311 - spreads reconnects, guards nothing  # nosec B311
         self._watch_lock = asyncio.Lock()
         self._perpetuals = PerpetualSymbols(exchange, self._load_markets)
         self._follows: dict[str, _Follow] = {}

@@ -76,7 +76,7 @@ def _store(preference: str | None) -> str:
         FROM who WHERE who.wanted
         ON CONFLICT (user_id, dedupe_key) DO UPDATE SET dedupe_key = EXCLUDED.dedupe_key
         RETURNING *, (xmax = 0) AS inserted
-    """  # noqa: S608 - the column name comes from PREFERENCE, a constant
+    """  # noqa: S608 - the column name comes from PREFERENCE, a constant  # nosec B608
 
 
 _STORE = {kind: _store(column) for kind, column in PREFERENCE.items()}
@@ -231,7 +231,7 @@ class Notifier:
 
     def _backoff(self, attempt: int) -> float:
         base: float = min(self.backoff_s * 2 ** (attempt - 1), MAX_BACKOFF_S)
-        return base * (0.5 + random.random() / 2)  # noqa: S311 - jitter, not security
+        return base * (0.5 + random.random() / 2)  # noqa: S311 - jitter, not security  # nosec B311
 
     async def _finish(self, notification_id: str, status: str, error: str | None) -> str:
         async with self.pool.acquire() as conn:

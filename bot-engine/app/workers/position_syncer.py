@@ -43,7 +43,7 @@ _DB_SYMBOLS = f"""
     SELECT symbol FROM real_positions WHERE user_id = $1 AND exchange = $2 AND status = 'open'
     UNION
     SELECT symbol FROM real_trades WHERE user_id = $1 AND exchange = $2 AND {WORKING_PREDICATE}
-"""  # noqa: S608 - composed of constants only
+"""  # noqa: S608 - composed of constants only  # nosec B608
 
 
 @dataclass

@@ -164,7 +164,7 @@ _STRANDED = f"""
     WHERE {PENDING_PREDICATE} AND created_at < now() - make_interval(secs => $1)
     ORDER BY user_id, symbol, seq
     LIMIT 1000
-"""  # noqa: S608 - composed of constants only
+"""  # noqa: S608 - composed of constants only  # nosec B608
 
 
 async def sweep_once(redis: Redis, pool: Pool) -> int:

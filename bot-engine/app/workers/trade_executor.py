@@ -119,7 +119,7 @@ _HEAD = f"""
     SELECT id FROM trading_signals
     WHERE user_id = $1 AND symbol = $2 AND {PENDING_PREDICATE} AND id IS DISTINCT FROM $3
     ORDER BY seq LIMIT 1
-"""  # noqa: S608 - composed of constants only
+"""  # noqa: S608 - composed of constants only  # nosec B608
 # The key's next signal, marked executing, with the run log that records this attempt.
 _CLAIM_PARTS = f"""
     head AS ({_HEAD}),
@@ -134,7 +134,7 @@ _CLAIM_PARTS = f"""
         RETURNING id
     )
     SELECT claimed.*, run.id AS run_id FROM claimed, run
-"""  # noqa: S608 - composed of constants only
+"""  # noqa: S608 - composed of constants only  # nosec B608
 _CLAIM = f"WITH {_CLAIM_PARTS}"
 # A signal's outcome and its run log, and the claim of the key's next signal, in one round trip.
 _FINISH_AND_CLAIM = f"""
@@ -151,7 +151,7 @@ _FINISH_AND_CLAIM = f"""
         WHERE id = $7
     ),
     {_CLAIM_PARTS}
-"""  # noqa: S608 - composed of constants only
+"""  # noqa: S608 - composed of constants only  # nosec B608
 _ATTEMPT_FAILED = """
     UPDATE bot_execution_logs
     SET status = 'failed', completed_at = clock_timestamp(), duration_ms = $2,
@@ -169,7 +169,7 @@ _FAIL_HEAD = f"""
             ORDER BY l.started_at DESC LIMIT 1), 300) || ')', '')
     FROM head WHERE s.id = head.id
     RETURNING s.id, s.signal_type, s.status_reason
-"""  # noqa: S608 - composed of constants only
+"""  # noqa: S608 - composed of constants only  # nosec B608
 _DEFAULT_RISK_SETTINGS = """
     INSERT INTO user_risk_settings (user_id) VALUES ($1) ON CONFLICT (user_id) DO NOTHING
 """
@@ -210,14 +210,14 @@ _RECORD_PLACED = f"""
         VALUES ($1, 'order.create', 'trade', $2, $11, true)
     )
     SELECT * FROM trade
-"""  # noqa: S608 - composed of constants only
+"""  # noqa: S608 - composed of constants only  # nosec B608
 _TRADES_BY_CLIENT_ID = """
     SELECT * FROM real_trades WHERE user_id = $1 AND client_order_id = ANY($2::text[])
 """
 _OPEN_TRADES = f"""
     SELECT client_order_id, status, filled_quantity FROM real_trades
     WHERE user_id = $1 AND exchange = $2 AND symbol = $3 AND {WORKING_PREDICATE}
-"""  # noqa: S608 - composed of constants only
+"""  # noqa: S608 - composed of constants only  # nosec B608
 _MARK_NEVER_SENT = (
     "UPDATE real_trades SET status = 'failed' WHERE user_id = $1 AND client_order_id = $2"
 )
