@@ -45,9 +45,10 @@ from app.ai.knowledge_base import check_model, index_chunks, nearest, read_folde
 from app.ai.retrieval_eval import evaluate, load_questions
 from app.core.database import create_engine, create_sessionmaker, ensure_database
 from app.core.migrations import upgrade_to_head
+from sqlalchemy import text
+
 from context import Context, ms
 from processes import JADETRADE, REPO, Engine, engine_env, wait_healthy
-from sqlalchemy import text
 
 # The local stand-ins of the Messages and embeddings APIs live with the engine's tests.
 sys.path.insert(0, str(REPO / "bot-engine"))

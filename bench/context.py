@@ -38,6 +38,8 @@ class Options:
     drain_s: float = 60.0
     users: int = 4
     timeout_s: float = 10.0
+    sustained_rate: float = 1000.0
+    sustained_s: float = 60.0
 
 
 @dataclass

@@ -10,13 +10,16 @@ then runs
    of its own (bench/websocket_fanout.py);
 4. the assistant: retrieval quality and latency, time to first streamed byte
    (bench/assistant.py);
+5. sustained intake: one API process and one worker process at 1,000 alerts/s for 60 s, on a
+   stack of its own (bench/sustained.py);
 
 and stops everything it started — also on failure, Ctrl-C or SIGTERM. wrk is installed from
 Debian when missing and possible (root + apt-get); otherwise the Python generator runs the
 throughput pass too, and the output says so. Absolute numbers depend on the machine and on
 whatever else runs on it: compare the ratios measured within one run.
 
-    bot-engine/.venv/bin/python bench/run.py [--only throughput|alert-to-order|websocket|assistant]
+    bot-engine/.venv/bin/python bench/run.py
+        [--only throughput|alert-to-order|websocket|assistant|sustained]
         [--keep]
 """
 
@@ -39,6 +42,7 @@ from typing import Any
 
 import alert_to_order
 import assistant
+import sustained
 import webhook_throughput
 import websocket_fanout
 from context import Context, Options, ms
@@ -95,7 +99,10 @@ def machine() -> str:
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     d = Options()
     p = argparse.ArgumentParser(description="JadeTrade engine benchmarks")
-    p.add_argument("--only", choices=("throughput", "alert-to-order", "websocket", "assistant"))
+    p.add_argument(
+        "--only",
+        choices=("throughput", "alert-to-order", "websocket", "assistant", "sustained"),
+    )
     p.add_argument("--keep", action="store_true", help="keep the temporary directory (logs)")
     p.add_argument("--no-wrk", action="store_true", help="use the Python generator only")
     p.add_argument("--json-out", type=Path, help="also write every number to this file")
@@ -111,6 +118,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--alert-seconds", type=float, default=d.alert_s)
     p.add_argument("--drain-seconds", type=float, default=d.drain_s)
     p.add_argument("--users", type=int, default=d.users)
+    p.add_argument("--sustained-rate", type=float, default=d.sustained_rate)
+    p.add_argument("--sustained-seconds", type=float, default=d.sustained_s)
     args = p.parse_args(argv)
     positive = (
         "connections",
@@ -122,6 +131,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         "floor_rate",
         "floor_seconds",
         "users",
+        "sustained_rate",
+        "sustained_seconds",
     )
     for name in positive:
         if getattr(args, name) <= 0:
@@ -167,6 +178,8 @@ async def _bench(args: argparse.Namespace, ctx_parts: dict[str, Any]) -> dict[st
             ctx.results["websocket"] = await websocket_fanout.run(ctx)
         if args.only in (None, "assistant"):
             ctx.results["assistant"] = await assistant.run(ctx)
+        if args.only in (None, "sustained"):
+            ctx.results["sustained"] = await sustained.run(ctx)
         return ctx.results
     finally:
         await ctx.close()
@@ -204,6 +217,13 @@ def _summary(results: dict[str, Any], options: Options) -> None:
         websocket_fanout.summarize(results["websocket"])
     if results.get("assistant"):
         assistant.summarize(results["assistant"])
+    sus = results.get("sustained")
+    if sus:
+        print(
+            f"   sustained {sus['rate']:g} alerts/s for {sus['seconds']:g} s (API + worker): "
+            f"answered {sus['load']['rps']:,.0f}/s, non-2xx {sus['load']['non_2xx']}, backlog max "
+            f"{sus['backlog_max']:,}, {sus['verdict']}"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -221,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
         floor_s=args.floor_seconds,
         py_spy=args.py_spy,
         users=args.users,
+        sustained_rate=args.sustained_rate,
+        sustained_s=args.sustained_seconds,
     )
     began = time.monotonic()
     print(f"JadeTrade benchmarks — {machine()}")
@@ -267,6 +289,7 @@ def main(argv: list[str] | None = None) -> int:
         children.stop_all()
         stop_embedded(workdir / "local")
         stop_embedded(websocket_fanout.local_dir(workdir))
+        stop_embedded(sustained.local_dir(workdir))
         if args.keep:
             print(f"kept {workdir}")
         else:

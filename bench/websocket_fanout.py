@@ -49,7 +49,7 @@ import threading
 import time
 from array import array
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -61,19 +61,14 @@ import uvloop
 from app.core.events import PRICE_CHANNEL, EventType, encode
 from redis.asyncio import Redis
 
-from alert_to_order import RISK_LIMITS
 from context import Context, CpuMeter, ms, percentile
 from processes import (
-    JADETRADE,
     PYTHON,
     Children,
-    Engine,
-    cli_json,
-    engine_env,
     free_port,
     wait,
-    wait_healthy,
 )
+from split_stack import SplitStack, raise_risk_limits, start_stack, start_worker
 
 THIS = Path(__file__).resolve()
 CLIENT_PROCESSES = 4
@@ -469,93 +464,8 @@ async def _start_bare(
     return proc, port
 
 
-# ============================================================================ the stack
-@dataclass
-class _WsStack:
-    api: Engine
-    user_id: str
-    webhook_token: str
-    access_token: str
-    worker: subprocess.Popen[bytes] | None = None
-    extra: dict[str, list[int]] = field(default_factory=dict)
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.api.port}/ws/connect?token={self.access_token}"
-
-    def pids(self) -> dict[str, list[int]]:
-        found = self.api.server_pids()
-        return {"engine": found["engine"], "redis": found["redis"], **self.extra}
-
-
-async def _start_stack(ctx: Context, workdir: Path) -> _WsStack:
-    """`jadetrade serve --no-workers`, which starts the embedded stack under `workdir` and
-    migrates it; then a `pro` user with a webhook token and an access token (CLI)."""
-    extra = {"WEBHOOK_RATE_LIMIT": ctx.engine.env["WEBHOOK_RATE_LIMIT"], **WS_ENV}
-    env, ports = engine_env(workdir, extra)
-    log_path = workdir / "api.log"
-    with log_path.open("wb") as log:
-        proc = ctx.children.start(
-            "ws api (serve --no-workers)",
-            [JADETRADE, "serve", "--no-workers", "--json"],
-            env=env,
-            cwd=workdir,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            grace_s=30.0,
-        )
-    api = Engine(
-        proc,
-        env,
-        local_dir(workdir.parent),
-        ports["PORT"],
-        ports["LOCAL_PG_PORT"],
-        ports["LOCAL_REDIS_PORT"],
-        {},
-        log_path,
-    )
-    await wait_healthy(api.url + "/health", proc, 120)
-    user = await cli_json(
-        ctx.children, api, "users", "create", "--email", "ws-bench@bench.local", "--tier", "pro"
-    )
-    token, access = await asyncio.gather(
-        cli_json(ctx.children, api, "tokens", "issue", user["id"], "--name", "ws-bench"),
-        cli_json(ctx.children, api, "auth", "dev-token", user["id"]),
-    )
-    return _WsStack(api, user["id"], token["token"], access["access_token"])
-
-
-async def _raise_risk_limits(url: str, access_token: str) -> None:
-    async with httpx.AsyncClient(base_url=url, timeout=10) as client:
-        answer = await client.put(
-            "/api/risk-settings",
-            json=RISK_LIMITS,
-            headers={"Authorization": f"Bearer {access_token}"},
-        )
-        answer.raise_for_status()
-
-
-async def _start_worker(ctx: Context, stack: _WsStack, workdir: Path) -> None:
-    log_path = workdir / "worker.log"
-    with log_path.open("wb") as log:
-        stack.worker = ctx.children.start(
-            "ws worker",
-            [JADETRADE, "worker", "--json"],
-            env=stack.api.env,
-            cwd=workdir,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            grace_s=30.0,
-        )
-    deadline = time.monotonic() + 60
-    while b"workers_started" not in log_path.read_bytes():
-        if stack.worker.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"the worker did not start; see {log_path}")
-        await asyncio.sleep(0.1)
-
-
 # ============================================================================ 1. idle connections
-async def _idle(stack: _WsStack, pool: _ClientPool) -> dict[str, Any]:
+async def _idle(stack: SplitStack, pool: _ClientPool) -> dict[str, Any]:
     pid = stack.api.proc.pid
     await asyncio.sleep(1.0)
     rss0 = _rss(pid)
@@ -730,7 +640,7 @@ async def _broadcast_pass(
 
 
 async def _broadcast(
-    stack: _WsStack, pool: _ClientPool, bare_port: int, bare_pid: int
+    stack: SplitStack, pool: _ClientPool, bare_port: int, bare_pid: int
 ) -> dict[str, Any]:
     engine_pid = stack.api.proc.pid
     biggest = BROADCAST_SIZES[0]
@@ -1020,7 +930,7 @@ class _FsyncProbe:
         }
 
 
-async def _cross_process(ctx: Context, stack: _WsStack) -> dict[str, Any]:
+async def _cross_process(ctx: Context, stack: SplitStack) -> dict[str, Any]:
     main = ctx.engine
     variants = (
         ("API + worker", stack.api.url, stack.ws_url, stack.webhook_token),
@@ -1095,18 +1005,18 @@ async def run(ctx: Context) -> dict[str, Any]:
     print("   starting jadetrade serve --no-workers on a stack of its own ...", flush=True)
     results: dict[str, Any] = {"nofile": {"before": soft_before, "soft": soft, "hard": hard}}
     pool = _ClientPool(ctx.children, workdir)
-    stack: _WsStack | None = None
+    stack: SplitStack | None = None
     bare: subprocess.Popen[bytes] | None = None
     try:
-        stack = (await asyncio.gather(_start_stack(ctx, workdir), pool.start()))[0]
+        stack = (await asyncio.gather(start_stack(ctx, workdir, "ws", WS_ENV), pool.start()))[0]
         await asyncio.gather(
-            _raise_risk_limits(stack.api.url, stack.access_token),
-            _raise_risk_limits(ctx.engine.url, ctx.engine.info["access_token"]),
+            raise_risk_limits(stack.api.url, stack.access_token),
+            raise_risk_limits(ctx.engine.url, ctx.engine.info["access_token"]),
         )
         # Part 3 runs first, on the fresh API process: after parts 1 and 2 its heap holds
         # the garbage of 10,000 closed connections, whose collection would land in part 3.
         print("   3. cross-process events (first): starting jadetrade worker ...", flush=True)
-        await _start_worker(ctx, stack, workdir)
+        await start_worker(ctx, stack, workdir, "ws")
         await ctx.wait_quiet()
         results["cross_process"] = await _cross_process(ctx, stack)
         assert stack.worker is not None
