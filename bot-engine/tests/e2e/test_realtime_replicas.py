@@ -19,11 +19,10 @@ from app.config import Settings
 from app.models import User
 from tests.conftest import Factory
 from tests.support.pipeline import eventually
-from tests.support.processes import EngineProcess, engine_env
+from tests.support.processes import EngineProcess, engine_env, stop_all, wait_all_started
 from tests.support.telegram_server import TelegramBotApiServer
-from tests.support.ws import WsClient, ws_client
+from tests.support.ws import WsClient, open_dashboard, ws_client
 
-TOPICS = ("signals", "trades", "positions")
 STORY = ["signal_received", "trade_executed", "trade_update", "position_update", "signal_update"]
 CHAT = "5550001"
 
@@ -45,21 +44,10 @@ def replicas(
     env = engine_env(settings, TELEGRAM_BOT_TOKEN=bot.token, TELEGRAM_API_URL=bot.base_url)
     worker = EngineProcess(["worker"], env, tmp_path / "worker.log")
     try:
-        api1.wait_ready()
-        api2.wait_ready()
-        worker.wait_logged("workers_started")
+        wait_all_started([api1, api2, worker])
         yield api1, api2, worker
     finally:
-        # uvicorn re-raises the SIGTERM it shut down on: 143 is a clean stop of `serve`.
-        codes = [p.stop() for p in (api1, api2, worker)]
-        assert codes == [143, 143, 0], [p.output[-2000:] for p in (api1, api2, worker)]
-
-
-async def _dashboard(client: WsClient) -> None:
-    await client.next_of("connected")
-    for topic in TOPICS:
-        await client.send({"type": "subscribe", "topic": topic})
-        await client.next_of("subscribed", topic=topic)
+        stop_all([api1, api2, worker])
 
 
 def _user_events(client: WsClient) -> list[dict[str, Any]]:
@@ -111,7 +99,7 @@ async def test_each_user_sees_their_own_alert_on_every_replica_in_order(
         ws_client(api2.ws_url, subprotocols=["bearer", alice_jwt]) as alice_on_2,
         ws_client(api2.ws_url, subprotocols=["bearer", bob_jwt]) as bob_on_2,
     ):
-        await asyncio.gather(*(_dashboard(c) for c in (alice_on_1, alice_on_2, bob_on_2)))
+        await asyncio.gather(*(open_dashboard(c) for c in (alice_on_1, alice_on_2, bob_on_2)))
         # Each alert enters through the other user's replica.
         alice_signal = await _alert(api2, alice_hook)
         bob_signal = await _alert(api1, bob_hook)

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
@@ -42,9 +43,11 @@ class EngineProcess:
     """One engine process; its output (JSON log lines) goes to a file read by `output`."""
 
     def __init__(self, args: list[str], env: dict[str, str], log_path: Path) -> None:
+        self.args = args
         self.port = int(env["PORT"]) if "PORT" in env else None
         self.log_path = log_path
         self._log = log_path.open("w")
+        self._terminated = False
         self.proc = subprocess.Popen(
             [JADETRADE, *args],
             env=env,
@@ -54,15 +57,21 @@ class EngineProcess:
         )
 
     @classmethod
-    def api(cls, settings: Settings, log_dir: Path, name: str) -> EngineProcess:
+    def api(cls, settings: Settings, log_dir: Path, name: str, **extra: str) -> EngineProcess:
         port = free_port()
-        env = engine_env(settings, PORT=str(port), HOST="127.0.0.1")
+        env = engine_env(settings, PORT=str(port), HOST="127.0.0.1", **extra)
         return cls(["serve", "--no-workers"], env, log_dir / f"{name}.log")
 
     @classmethod
-    def worker(cls, settings: Settings, log_dir: Path, name: str) -> EngineProcess:
-        env = engine_env(settings, WORKER_METRICS_PORT=str(free_port()))
+    def worker(cls, settings: Settings, log_dir: Path, name: str, **extra: str) -> EngineProcess:
+        env = engine_env(settings, WORKER_METRICS_PORT=str(free_port()), **extra)
         return cls(["worker"], env, log_dir / f"{name}.log")
+
+    @property
+    def clean_exit_code(self) -> int:
+        """The exit code of a clean stop: uvicorn re-raises the SIGTERM it shut down on, so
+        143 is a clean stop of `serve`; a worker returns 0."""
+        return 143 if self.args[0] == "serve" else 0
 
     @property
     def url(self) -> str:
@@ -100,10 +109,23 @@ class EngineProcess:
                 raise AssertionError(f"{event} not logged:\n{self.output[-3000:]}")
             time.sleep(0.1)
 
+    def wait_started(self) -> None:
+        """An API process until it is ready, a worker until its workers run."""
+        if self.port is not None:
+            self.wait_ready()
+        else:
+            self.wait_logged("workers_started")
+
+    def terminate(self) -> None:
+        """SIGTERM once, without waiting (`stop` then waits)."""
+        if self.proc.poll() is None and not self._terminated:
+            self.proc.send_signal(signal.SIGTERM)
+            self._terminated = True
+
     def stop(self) -> int:
         """SIGTERM, as an orchestrator stops a task; the exit code."""
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+            self.terminate()
             try:
                 self.proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
@@ -111,3 +133,19 @@ class EngineProcess:
                 self.proc.wait()
         self._log.close()
         return self.proc.returncode
+
+
+def wait_all_started(processes: Sequence[EngineProcess]) -> None:
+    """Until every process of a deployment is up (they start in parallel)."""
+    for process in processes:
+        process.wait_started()
+
+
+def stop_all(processes: Sequence[EngineProcess]) -> None:
+    """Stop every process at once, as a deployment is scaled to zero, and check that each one
+    stopped cleanly."""
+    for process in processes:
+        process.terminate()
+    codes = [process.stop() for process in processes]
+    expected = [process.clean_exit_code for process in processes]
+    assert codes == expected, [(p.log_path.name, p.output[-2000:]) for p in processes]

@@ -4,7 +4,7 @@ WebSocket client for tests built on the `websockets` library."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -18,6 +18,8 @@ from app.api.ws_server import EngineWebSocketProtocol
 from app.embedded.ports import free_port
 
 RECV_TIMEOUT_S = 10.0
+# What a dashboard follows: everything of its user except prices.
+DASHBOARD_TOPICS = ("signals", "trades", "positions")
 
 
 class LocalServer(uvicorn.Server):
@@ -61,10 +63,12 @@ def ws_url(server: LocalServer, token: str | None = None) -> str:
 
 
 class WsClient:
-    """A connected client that collects every message it receives."""
+    """A connected client that collects every message it receives; with `answer_pings` it
+    answers the server's heartbeat `ping` as a dashboard does (needed past WS_HEARTBEAT_S)."""
 
-    def __init__(self, connection: ClientConnection) -> None:
+    def __init__(self, connection: ClientConnection, *, answer_pings: bool = False) -> None:
         self.connection = connection
+        self.answer_pings = answer_pings
         self.messages: list[dict[str, Any]] = []
         self._arrived = asyncio.Condition()
         self._reader = asyncio.create_task(self._read())
@@ -73,6 +77,8 @@ class WsClient:
         try:
             async for raw in self.connection:
                 message = orjson.loads(raw)
+                if self.answer_pings and message.get("type") == "ping":
+                    await self.connection.send('{"type":"pong"}')
                 async with self._arrived:
                     self.messages.append(message)
                     self._arrived.notify_all()
@@ -125,13 +131,22 @@ class WsClient:
         await self._reader
 
 
+async def open_dashboard(client: WsClient, topics: Iterable[str] = DASHBOARD_TOPICS) -> None:
+    """What a dashboard does once connected: wait for `connected`, then subscribe to each
+    topic and wait until the hub confirms it (events after that reach this client)."""
+    await client.next_of("connected")
+    for topic in topics:
+        await client.send({"type": "subscribe", "topic": topic})
+        await client.next_of("subscribed", topic=topic)
+
+
 @asynccontextmanager
 async def ws_client(
-    url: str, *, subprotocols: list[str] | None = None, **options: Any
+    url: str, *, subprotocols: list[str] | None = None, answer_pings: bool = False, **options: Any
 ) -> AsyncIterator[WsClient]:
     async with connect(url, subprotocols=subprotocols, open_timeout=10,  # type: ignore[arg-type]
                        **options) as connection:  # fmt: skip
-        client = WsClient(connection)
+        client = WsClient(connection, answer_pings=answer_pings)
         try:
             yield client
         finally:
