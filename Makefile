@@ -19,12 +19,16 @@ WEB_INPUTS := $(shell find $(WEB)/src -type f 2>/dev/null) $(WEB)/index.html $(W
 CHROMIUM   := /usr/bin/chromium
 
 .DEFAULT_GOAL := help
-.PHONY: help install tools run test lint fmt lock lock-tools openapi clean-local bench \
+.PHONY: help install tools run test chaos scale-test lint fmt lock lock-tools openapi clean-local bench \
         web web-if-node web-test browser
 
 help:
 	@echo "make run    start the engine locally (embedded PostgreSQL + Redis, paper exchange)"
 	@echo "make test   run the whole test suite against real PostgreSQL and Redis"
+	@echo "make chaos  fault drill: workers killed, Redis and PostgreSQL restarted, exchange faults"
+	@echo "           (CHAOS_SECONDS=150 by default; prints what was lost, doubled, recovered)"
+	@echo "make scale-test  2 APIs behind a round-robin proxy, 3 workers, thousands of alerts"
+	@echo "           (SCALE_ALERTS=4000 by default; prints order, duplicates, per-process share)"
 	@echo "make web    build the web dashboard into web/dist (needs Node.js 20.19+)"
 	@echo "make lint   ruff format --check, ruff check, mypy, bandit, pip-audit"
 	@echo "           (AUDIT_STRICT=1: packages that could not be audited fail it)"
@@ -81,6 +85,28 @@ run: install web-if-node
 
 test: install tools web-test web browser
 	cd $(ENGINE) && .venv/bin/python -m pytest $(PYTEST_ARGS)
+
+# The suite runs a short drill; this one injects faults for CHAOS_SECONDS with more processes.
+# Other CHAOS_* variables: tests/support/chaos.py (ChaosParams).
+CHAOS_SECONDS ?= 150
+chaos: install
+	cd $(ENGINE) && CHAOS_SECONDS=$(CHAOS_SECONDS) CHAOS_WORKERS=$${CHAOS_WORKERS:-3} \
+		CHAOS_APIS=$${CHAOS_APIS:-2} .venv/bin/python -m pytest -s -q -p no:cacheprovider \
+		tests/e2e/test_chaos.py::test_under_faults_no_accepted_alert_is_lost_and_no_order_is_placed_twice \
+		$(PYTEST_ARGS)
+
+# The suite runs the scale-out test small; this one sends SCALE_ALERTS from SCALE_USERS users and
+# prints the summary. Other SCALE_* variables: tests/e2e/test_scale_out.py (ScaleParams).
+SCALE_USERS   ?= 40
+SCALE_SYMBOLS ?= 5
+SCALE_ALERTS  ?= 4000
+SCALE_RATE    ?= 80
+scale-test: install
+	cd $(ENGINE) && SCALE_USERS=$(SCALE_USERS) SCALE_SYMBOLS=$(SCALE_SYMBOLS) \
+		SCALE_ALERTS=$(SCALE_ALERTS) SCALE_RATE=$(SCALE_RATE) SCALE_WS_USERS=$${SCALE_WS_USERS:-8} \
+		SCALE_CONNECTIONS=$${SCALE_CONNECTIONS:-32} SCALE_DRAIN_S=$${SCALE_DRAIN_S:-180} \
+		.venv/bin/python -m pytest tests/e2e/test_scale_out.py -m scale_out -s -q \
+		-p no:cacheprovider $(PYTEST_ARGS)
 
 # bandit (config: [tool.bandit] in pyproject.toml) at every severity and confidence: app and
 # migrations in full; tests without the checks that flag what tests are made of (asserts,

@@ -28,15 +28,20 @@ from app.logging.logger import get_logger
 log = get_logger("exchanges")
 
 _PREFIX = "jadetrade:xw"
-# Charge both windows and read the address's ban in one round trip.
+# Charge both windows and read the address's ban in one round trip. Weights are counted in
+# thousandths with INCRBY, not INCRBYFLOAT: Redis rewrites an INCRBYFLOAT's arguments for
+# replication, and inside a script on Redis 6.2 (the embedded server) that corrupted the
+# server's memory after another script had run a command with more arguments (an XADD): the
+# server aborted, or hung in its crash handler.
 _CHARGE = """
-local spent_ip = redis.call('INCRBYFLOAT', KEYS[1], ARGV[1])
+local spent_ip = redis.call('INCRBY', KEYS[1], ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
-local spent_key = redis.call('INCRBYFLOAT', KEYS[2], ARGV[1])
+local spent_key = redis.call('INCRBY', KEYS[2], ARGV[1])
 redis.call('PEXPIRE', KEYS[2], ARGV[2])
 local banned = redis.call('PTTL', KEYS[3])
 return {spent_ip, spent_key, banned}
 """
+_UNITS = 1000  # weight is charged in thousandths
 
 
 @dataclass(frozen=True)
@@ -90,7 +95,7 @@ class RequestBudget:
             try:
                 spent_ip, spent_key, banned_ms = await self._script(
                     keys=[f"{self._address}:{window}", f"{self._key}:{window}", self._ban],
-                    args=[cost, window_ms + 1000],
+                    args=[round(cost * _UNITS), window_ms + 1000],
                 )
             except RedisError as exc:
                 log.warning("request_budget_unavailable", error_type=type(exc).__name__)
@@ -98,8 +103,8 @@ class RequestBudget:
             wait_ms: int | None = None
             if int(banned_ms) > 0:
                 wait_ms = int(banned_ms)
-            elif float(spent_ip) > self.limits.address_budget or (
-                float(spent_key) > self.limits.key_budget
+            elif int(spent_ip) > self.limits.address_budget * _UNITS or (
+                int(spent_key) > self.limits.key_budget * _UNITS
             ):
                 wait_ms = left_ms
             if wait_ms is None:

@@ -139,12 +139,26 @@ class SignalConsumer:
     async def _run_key(self, key: Key, group: list[queue.Doorbell]) -> None:
         user_id, symbol = key
         exhausted = [b for b in group if b.deliveries > self.max_deliveries]
+        gave_up = False
         for bell in exhausted:
-            failed = await self.executor.fail_head(
-                user_id, symbol, f"execution failed {bell.deliveries - 1} times; gave up"
-            )
+            # A key's doorbells come back together whenever its run fails, so the doorbells of
+            # the signals waiting behind a failing head count the head's failures too: one
+            # signal is given up per run, the head, and only by its own doorbell.
+            failed = None
+            if not gave_up:
+                failed = await self.executor.fail_head(
+                    user_id, symbol, bell.signal_id,
+                    f"execution failed {bell.deliveries - 1} times; gave up",
+                )  # fmt: skip
+            if failed is None:
+                # Not its own failures (it waited behind the head, or its signal has ended):
+                # ring it again, counting from one.
+                await queue.enqueue(self.redis, bell.signal_id, user_id, symbol)
+                await queue.ack(self.redis, bell.message_id)
+                continue
+            gave_up = True
             await queue.dead_letter(self.redis, bell, "too many deliveries")
-            log.error("signal_dead_lettered", signal_id=str(failed) if failed else None)
+            log.error("signal_dead_lettered", signal_id=str(failed))
             if self.executor.metrics is not None:
                 self.executor.metrics.dead_letters.inc()
         live = [b for b in group if b.deliveries <= self.max_deliveries]

@@ -158,7 +158,9 @@ _ATTEMPT_FAILED = """
         error_type = $3, error_message = $4, error_stack = $5
     WHERE id = $1
 """
-# The reason names the last attempt's error, so that the user sees what kept failing.
+# The reason names the last attempt's error, so that the user sees what kept failing. Only the
+# signal of the doorbell that ran out ($5), and only while it is the head: once it has ended,
+# the head is a later signal its deliveries say nothing about.
 _FAIL_HEAD = f"""
     WITH head AS ({_HEAD})
     UPDATE trading_signals s
@@ -167,7 +169,7 @@ _FAIL_HEAD = f"""
             SELECT error_message FROM bot_execution_logs l
             WHERE l.signal_id = s.id AND l.status = 'failed'
             ORDER BY l.started_at DESC LIMIT 1), 300) || ')', '')
-    FROM head WHERE s.id = head.id
+    FROM head WHERE s.id = head.id AND head.id = $5
     RETURNING s.id, s.signal_type, s.status_reason
 """  # noqa: S608 - composed of constants only  # nosec B608
 _DEFAULT_RISK_SETTINGS = """
@@ -350,11 +352,15 @@ class SignalExecutor:
                 done += 1
         return done
 
-    async def fail_head(self, user_id: str, symbol: str, reason: str) -> uuid.UUID | None:
+    async def fail_head(
+        self, user_id: str, symbol: str, doorbell_of: uuid.UUID, reason: str
+    ) -> uuid.UUID | None:
         """End the first pending signal of (user, symbol) — the one every attempt starts with
-        and so the one that keeps failing — as failed; the others can then go ahead."""
+        and so the one that keeps failing — as failed; the others can then go ahead. Only when
+        the head is `doorbell_of`, the signal whose doorbell ran out of deliveries; otherwise
+        nothing is failed and None is returned."""
         async with self.key_lock(user_id, symbol) as conn:
-            head = await conn.fetchrow(_FAIL_HEAD, user_id, symbol, None, reason)
+            head = await conn.fetchrow(_FAIL_HEAD, user_id, symbol, None, reason, doorbell_of)
         if head is None:
             return None
         signal_id: uuid.UUID = head["id"]
