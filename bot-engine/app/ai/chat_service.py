@@ -186,6 +186,9 @@ class ChatService:
                 await session.commit()
             except BaseException:
                 with anyio.CancelScope(shield=True):
+                    # A failed statement leaves the transaction unusable: without the
+                    # rollback, the release would fail too and the answer stay reserved.
+                    await session.rollback()
                     await quota.release(session, reservation)
                 raise
         tools = ToolBox(self.sessionmaker, user.id) if self.engine.mode == "claude" else None

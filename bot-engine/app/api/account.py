@@ -27,8 +27,9 @@ from app.schemas.account import (
     WebhookTokenIssued,
     WebhookTokenOut,
 )
+from app.schemas.errors import AUTHENTICATED, NOT_FOUND, UNREADABLE_BODY
 
-router = APIRouter(prefix="/api", tags=["account"])
+router = APIRouter(prefix="/api", tags=["account"], responses=AUTHENTICATED)
 log = get_logger("api")
 
 
@@ -127,6 +128,7 @@ async def list_tokens(user: CurrentUser, session: SessionDep) -> list[WebhookTok
     response_model=WebhookTokenIssued,
     status_code=status.HTTP_201_CREATED,
     summary="Issue a webhook token (the token is shown only in this response)",
+    responses={400: UNREADABLE_BODY},
 )
 async def issue_token(
     body: WebhookTokenCreate, user: CurrentUser, session: SessionDep
@@ -142,6 +144,7 @@ async def issue_token(
     "/webhook-tokens/{token_id}",
     response_model=WebhookTokenOut,
     summary="Revoke one of my webhook tokens",
+    responses={404: NOT_FOUND},
 )
 async def revoke_token(
     token_id: uuid.UUID, user: CurrentUser, session: SessionDep

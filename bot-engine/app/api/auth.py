@@ -23,6 +23,7 @@ from app.core.errors import Conflict, Forbidden
 from app.core.local_issuer import LocalIssuer, ensure_dev_tokens_allowed
 from app.core.users import DEMO_EMAIL, Tier
 from app.logging.logger import get_logger
+from app.schemas.errors import error
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
 log = get_logger("auth")
@@ -77,6 +78,7 @@ async def options(request: Request) -> AuthOptions:
     "/dev-token",
     response_model=DevToken,
     summary="A development access token for the demo account (local auth mode only)",
+    responses={403: error("Development tokens are off here, or not for this caller")},
 )
 async def dev_token(request: Request, session: SessionDep) -> DevToken:
     settings: Settings = request.app.state.settings

@@ -38,11 +38,20 @@ from app.schemas.chat import (
     MessageOut,
     Source,
 )
+from app.schemas.errors import AUTHENTICATED, NOT_FOUND, UNREADABLE_BODY, error
 from app.schemas.trading import Page
 
-router = APIRouter(prefix="/api/chat", tags=["chat"])
+router = APIRouter(prefix="/api/chat", tags=["chat"], responses=AUTHENTICATED)
 log = get_logger("chat")
 
+# What can refuse a question before the answer starts (streamed or not).
+ASK_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: UNREADABLE_BODY,
+    403: error("No engine account for the token, or a free-tier account"),
+    404: error("`conversation_id` names no conversation of the caller's"),
+    429: error("This month's answers are used up; `details` says when they reset"),
+    503: error("The assistant is unavailable (its model or knowledge base)"),
+}
 SSE_HEADERS = {
     "Cache-Control": "no-cache",
     "X-Accel-Buffering": "no",  # proxies must pass each event on at once
@@ -95,7 +104,10 @@ async def _stream(service: ChatService, prepared: Prepared) -> AsyncIterator[byt
     "/stream",
     summary="Ask the assistant; the answer streams as Server-Sent Events",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {}}, "description": "The answer"}},
+    responses={
+        200: {"content": {"text/event-stream": {}}, "description": "The answer"},
+        **ASK_ERRORS,
+    },
 )
 async def chat_stream(body: ChatRequest, user: CurrentUser, request: Request) -> StreamingResponse:
     service = _service(request)
@@ -109,7 +121,12 @@ async def chat_stream(body: ChatRequest, user: CurrentUser, request: Request) ->
     )
 
 
-@router.post("/", response_model=ChatResponse, summary="Ask the assistant; the whole answer")
+@router.post(
+    "/",
+    response_model=ChatResponse,
+    summary="Ask the assistant; the whole answer",
+    responses=ASK_ERRORS,
+)
 @router.post("", response_model=ChatResponse, include_in_schema=False)
 async def chat(body: ChatRequest, user: CurrentUser, request: Request) -> ChatResponse:
     service = _service(request)
@@ -161,6 +178,7 @@ async def _own(session: SessionDep, user_id: str, conversation_id: uuid.UUID) ->
     "/conversations/{conversation_id}",
     response_model=ConversationDetail,
     summary="One of my conversations, with its messages in order",
+    responses={404: NOT_FOUND},
 )
 async def get_conversation(
     conversation_id: uuid.UUID, user: CurrentUser, session: SessionDep
@@ -181,6 +199,7 @@ async def get_conversation(
     "/conversations/{conversation_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Delete one of my conversations and its messages",
+    responses={404: NOT_FOUND},
 )
 async def delete_conversation(
     conversation_id: uuid.UUID, user: CurrentUser, session: SessionDep

@@ -41,6 +41,7 @@ from app.core.errors import (
 from app.core.metrics import Metrics
 from app.core.redis import RedisDep
 from app.logging.logger import get_logger
+from app.schemas.errors import error
 
 router = APIRouter(prefix="/api", tags=["logs"])
 web_log = get_logger("web")  # every line names its own component
@@ -108,6 +109,25 @@ class ClientLogBatch(BaseModel):
     logs: Annotated[list[ClientLogEntry], Field(min_length=1, max_length=MAX_ENTRIES)]
 
 
+def _inlined(schema: dict[str, Any]) -> dict[str, Any]:
+    """A model's JSON schema with its `#/$defs/...` references replaced by what they name: in
+    the OpenAPI document they would point at the document's root, where nothing is."""
+    definitions = schema.get("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return resolve(definitions[ref.removeprefix("#/$defs/")])
+            return {key: resolve(value) for key, value in node.items() if key != "$defs"}
+        if isinstance(node, list):
+            return [resolve(item) for item in node]
+        return node
+
+    resolved: dict[str, Any] = resolve(schema)
+    return resolved
+
+
 def parse_batch(body: bytes) -> tuple[ClientLogBatch, list[dict[str, Scalar]]]:
     """The validated batch and each entry's extras; 400/422 naming what is wrong."""
     try:
@@ -149,16 +169,16 @@ async def _verified_user(request: Request) -> str | None:
     status_code=204,
     summary="Ingest a batch of the web dashboard's log lines",
     responses={
-        400: {"description": "Body is not a JSON object"},
-        413: {"description": "Body larger than 64 KiB"},
-        422: {"description": "An entry is invalid; `field` names it (`logs.3.component`)"},
-        429: {"description": "Too many batches from this address; see Retry-After"},
+        400: error("Body is not a JSON object"),
+        413: error("Body larger than 64 KiB"),
+        422: error("An entry is invalid; `field` names it (`logs.3.component`)"),
+        429: error("Too many batches from this address; see Retry-After"),
     },
     openapi_extra={
         "requestBody": {
             "required": True,
             "content": {
-                "application/json": {"schema": ClientLogBatch.model_json_schema()},
+                "application/json": {"schema": _inlined(ClientLogBatch.model_json_schema())},
                 "text/plain": {"schema": {"type": "string"}},
             },
         }

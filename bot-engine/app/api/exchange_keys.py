@@ -23,9 +23,10 @@ from app.exchanges.base import ApiCredentials, KeyPermissions
 from app.exchanges.errors import AuthenticationFailed, ExchangeError, OutcomeUnknown, RetryLater
 from app.exchanges.factory import inspect_key
 from app.logging.logger import get_logger
+from app.schemas.errors import AUTHENTICATED, NOT_FOUND, UNREADABLE_BODY, error
 from app.schemas.exchange_keys import ExchangeKeyIn, ExchangeKeyOut, KeyPermissionsOut
 
-router = APIRouter(prefix="/api/exchange-keys", tags=["exchange keys"])
+router = APIRouter(prefix="/api/exchange-keys", tags=["exchange keys"], responses=AUTHENTICATED)
 log = get_logger("exchange_keys")
 
 
@@ -89,7 +90,17 @@ async def _permissions(
     return permissions
 
 
-@router.post("", status_code=201, response_model=ExchangeKeyOut, summary="Add an exchange key")
+@router.post(
+    "",
+    status_code=201,
+    response_model=ExchangeKeyOut,
+    summary="Add an exchange key",
+    responses={
+        400: UNREADABLE_BODY,
+        409: error("Another key of this exchange was stored at the same time; retry"),
+        503: error("The exchange could not be reached to check the key; see Retry-After"),
+    },
+)
 async def add_key(body: ExchangeKeyIn, user: CurrentUser, request: Request) -> ExchangeKeyOut:
     settings: Settings = request.app.state.settings
     credentials = ApiCredentials(
@@ -120,7 +131,12 @@ async def list_keys(user: CurrentUser, request: Request) -> list[ExchangeKeyOut]
     return [_out(key) for key in await exchange_keys.list_keys(pool, user.id)]
 
 
-@router.delete("/{key_id}", status_code=204, summary="Deactivate an exchange key")
+@router.delete(
+    "/{key_id}",
+    status_code=204,
+    summary="Deactivate an exchange key",
+    responses={404: NOT_FOUND},
+)
 async def delete_key(key_id: uuid.UUID, user: CurrentUser, request: Request) -> Response:
     settings: Settings = request.app.state.settings
     pool: Pool = request.app.state.pg

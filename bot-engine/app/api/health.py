@@ -11,6 +11,7 @@ from sqlalchemy import text
 
 from app.core.errors import error_body
 from app.logging.logger import get_logger
+from app.schemas.errors import error
 
 router = APIRouter(tags=["health"])
 log = get_logger("api")
@@ -35,7 +36,7 @@ async def _check_redis(request: Request) -> None:
 @router.get(
     "/ready",
     summary="PostgreSQL and Redis are reachable",
-    responses={503: {"description": "A dependency is unreachable; `checks` says which"}},
+    responses={503: error("A dependency is unreachable; `checks` says which")},
 )
 async def ready(request: Request) -> Any:
     checks: dict[str, str] = {}

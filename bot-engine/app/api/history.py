@@ -18,9 +18,10 @@ from app.api.pagination import MAX_LIMIT, page, to_page
 from app.core.database import SessionDep
 from app.core.errors import NotFound
 from app.models import RealTrade, TradingSignal
+from app.schemas.errors import AUTHENTICATED, NOT_FOUND
 from app.schemas.trading import Page, SignalOut, TradeOut
 
-router = APIRouter(prefix="/api", tags=["history"])
+router = APIRouter(prefix="/api", tags=["history"], responses=AUTHENTICATED)
 
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
 
@@ -74,7 +75,12 @@ async def list_signals(
     return to_page(rows, limit, SignalOut)
 
 
-@router.get("/signals/{signal_id}", response_model=SignalOut, summary="One of my signals")
+@router.get(
+    "/signals/{signal_id}",
+    response_model=SignalOut,
+    summary="One of my signals",
+    responses={404: NOT_FOUND},
+)
 async def get_signal(signal_id: uuid.UUID, user: CurrentUser, session: SessionDep) -> SignalOut:
     row = await session.get(TradingSignal, signal_id)
     if row is None or row.user_id != user.id:
@@ -102,7 +108,12 @@ async def list_trades(
     return to_page(rows, limit, TradeOut)
 
 
-@router.get("/trades/{trade_id}", response_model=TradeOut, summary="One of my trades")
+@router.get(
+    "/trades/{trade_id}",
+    response_model=TradeOut,
+    summary="One of my trades",
+    responses={404: NOT_FOUND},
+)
 async def get_trade(trade_id: uuid.UUID, user: CurrentUser, session: SessionDep) -> TradeOut:
     row = await session.get(RealTrade, trade_id)
     if row is None or row.user_id != user.id:

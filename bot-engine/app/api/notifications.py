@@ -15,10 +15,11 @@ from app.core.database import SessionDep
 from app.core.errors import NotFound, ValidationFailed
 from app.logging.logger import get_logger
 from app.models import Notification
+from app.schemas.errors import AUTHENTICATED, NOT_FOUND, UNREADABLE_BODY
 from app.schemas.notifications import NotificationOut, ReadAll, TelegramLink, TelegramLinkOut
 from app.schemas.trading import Page
 
-router = APIRouter(prefix="/api/notifications", tags=["notifications"])
+router = APIRouter(prefix="/api/notifications", tags=["notifications"], responses=AUTHENTICATED)
 log = get_logger("api")
 
 
@@ -38,7 +39,12 @@ async def list_notifications(
     return to_page(rows, limit, NotificationOut)
 
 
-@router.post("/{notification_id}/read", response_model=NotificationOut, summary="Mark one as read")
+@router.post(
+    "/{notification_id}/read",
+    response_model=NotificationOut,
+    summary="Mark one as read",
+    responses={404: NOT_FOUND},
+)
 async def mark_read(
     notification_id: uuid.UUID, user: CurrentUser, session: SessionDep
 ) -> NotificationOut:
@@ -76,7 +82,12 @@ async def get_telegram(request: Request, user: CurrentUser) -> TelegramLinkOut:
     )
 
 
-@router.put("/telegram", response_model=TelegramLinkOut, summary="Link or unlink Telegram")
+@router.put(
+    "/telegram",
+    response_model=TelegramLinkOut,
+    summary="Link or unlink Telegram",
+    responses={400: UNREADABLE_BODY},
+)
 async def put_telegram(
     body: TelegramLink, request: Request, user: CurrentUser, session: SessionDep
 ) -> TelegramLinkOut:

@@ -25,10 +25,11 @@ from app.core.redis import RedisDep
 from app.logging.logger import get_logger
 from app.models import RealPosition, TradingSignal
 from app.models.signal import PENDING_STATUSES
+from app.schemas.errors import AUTHENTICATED, NOT_FOUND, error
 from app.schemas.trading import CloseRequested, Page, PositionOut
 from app.workers import queue
 
-router = APIRouter(prefix="/api/positions", tags=["positions"])
+router = APIRouter(prefix="/api/positions", tags=["positions"], responses=AUTHENTICATED)
 log = get_logger("position")
 
 
@@ -58,7 +59,12 @@ async def _own_position(session: SessionDep, user_id: str, position_id: uuid.UUI
     return row
 
 
-@router.get("/{position_id}", response_model=PositionOut, summary="One of my positions")
+@router.get(
+    "/{position_id}",
+    response_model=PositionOut,
+    summary="One of my positions",
+    responses={404: NOT_FOUND},
+)
 async def get_position(
     position_id: uuid.UUID, user: CurrentUser, session: SessionDep
 ) -> PositionOut:
@@ -118,6 +124,7 @@ async def _close_signal(session: SessionDep, position: RealPosition) -> uuid.UUI
     response_model=CloseRequested,
     status_code=status.HTTP_202_ACCEPTED,
     summary="Close one of my open positions at market",
+    responses={404: NOT_FOUND, 409: error("The position is already closed")},
 )
 async def close_position(
     position_id: uuid.UUID, user: CurrentUser, session: SessionDep, redis: RedisDep

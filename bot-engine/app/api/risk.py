@@ -10,9 +10,10 @@ from app.api.deps import CurrentUser
 from app.core.database import SessionDep
 from app.logging.logger import get_logger
 from app.models import AuditLog, UserRiskSettings
+from app.schemas.errors import AUTHENTICATED, UNREADABLE_BODY
 from app.schemas.trading import RiskSettingsIn, RiskSettingsOut
 
-router = APIRouter(prefix="/api/risk-settings", tags=["risk"])
+router = APIRouter(prefix="/api/risk-settings", tags=["risk"], responses=AUTHENTICATED)
 log = get_logger("risk")
 
 
@@ -44,7 +45,12 @@ async def get_risk_settings(user: CurrentUser, session: SessionDep) -> RiskSetti
     return RiskSettingsOut.model_validate(row)
 
 
-@router.put("", response_model=RiskSettingsOut, summary="Update my risk settings")
+@router.put(
+    "",
+    response_model=RiskSettingsOut,
+    summary="Update my risk settings",
+    responses={400: UNREADABLE_BODY},
+)
 async def put_risk_settings(
     body: RiskSettingsIn, user: CurrentUser, session: SessionDep
 ) -> RiskSettingsOut:

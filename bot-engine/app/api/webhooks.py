@@ -31,6 +31,7 @@ from app.core.pg import Pool
 from app.core.signal_intake import IntakeOutcome, record_alert
 from app.core.signal_processor import is_stale, parse_alert
 from app.logging.logger import get_logger
+from app.schemas.errors import error
 from app.schemas.webhook import WebhookAccepted
 from app.workers import queue
 
@@ -47,6 +48,45 @@ _MESSAGES = {
 
 
 _STRATEGY_EXISTS = "SELECT EXISTS (SELECT 1 FROM strategies WHERE id = $1)"
+
+# The body as OpenAPI documents it (the route reads it raw): the fields of
+# docs/knowledge/webhook-fields-reference.md, which says which forms each one accepts.
+_NUMBER = {"anyOf": [{"type": "number", "exclusiveMinimum": 0}, {"type": "string"}]}
+_NUMBER_FIELDS = ("price", "close", "stop_loss", "take_profit", "qty", "contracts",
+                  "notional_usd", "risk_percent")  # fmt: skip
+_ALERT_SCHEMA = {
+    "type": "object",
+    "required": ["token", "action", "symbol"],
+    "properties": {
+        "token": {"type": "string", "description": "The webhook token (`jt_wh_...`)"},
+        "action": {
+            "type": "string",
+            "enum": ["long_entry", "long_exit", "short_entry", "short_exit", "buy", "sell"],
+            "description": "`buy` / `sell` need `market_position`; case does not matter",
+        },
+        "market_position": {"type": "string", "enum": ["long", "short", "flat"]},
+        "prev_market_position": {"type": "string", "enum": ["long", "short", "flat"]},
+        "symbol": {"type": "string", "examples": ["BTCUSDT", "BINANCE:BTCUSDT.P"]},
+        "exchange": {"type": "string", "examples": ["paper", "binance", "bybit"]},
+        **dict.fromkeys(_NUMBER_FIELDS, _NUMBER),
+        "leverage": {
+            "anyOf": [{"type": "integer", "minimum": 1, "maximum": 125}, {"type": "string"}]
+        },
+        "strategy_id": {"type": "string", "format": "uuid"},
+        "alert_id": {"anyOf": [{"type": "string", "maxLength": 128}, {"type": "integer"}]},
+        "timenow": {"anyOf": [{"type": "string"}, {"type": "number"}]},
+        "message": {"type": "string", "maxLength": 1000},
+        "comment": {"type": "string", "maxLength": 1000},
+    },
+}
+_ALERT_BODY = {
+    "required": True,
+    "description": "The alert message; TradingView sends it as text/plain unless it is JSON",
+    "content": {
+        "application/json": {"schema": _ALERT_SCHEMA},
+        "text/plain": {"schema": {"type": "string"}},
+    },
+}
 
 
 _THROTTLED = "too many webhooks with a missing or unknown token from this address"
@@ -78,16 +118,17 @@ def _answer(outcome: IntakeOutcome, signal_id: object) -> Response:
     response_model=WebhookAccepted,
     summary="Receive a TradingView alert",
     responses={
-        400: {"description": "Body is not a JSON object"},
-        401: {"description": "Missing, unknown or revoked token"},
-        403: {"description": "Source address not allowed"},
-        413: {"description": "Body larger than 64 KiB"},
-        422: {"description": "A field is invalid; `field` names it"},
-        429: {
-            "description": "Too many alerts for this token, or too many bad tokens from this"
-            " address; see Retry-After"
-        },
+        400: error("Body is not a JSON object"),
+        401: error("Missing, unknown or revoked token"),
+        403: error("Source address not allowed"),
+        413: error("Body larger than 64 KiB"),
+        422: error("A field is invalid; `field` names it"),
+        429: error(
+            "Too many alerts for this token, or too many bad tokens from this address; see"
+            " Retry-After"
+        ),
     },
+    openapi_extra={"requestBody": _ALERT_BODY},
 )
 async def tradingview(request: Request) -> Response:
     settings: Settings = request.app.state.settings

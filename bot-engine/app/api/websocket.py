@@ -129,7 +129,7 @@ class _Session:
             closed.cancel()
 
     def handle(self, text: str | None, data: bytes | None) -> None:
-        raw = text if text is not None else data
+        raw = text.encode() if text is not None else data  # the limit is in bytes, not characters
         if raw is None or len(raw) > MAX_MESSAGE_BYTES:
             self.error("message_too_large", f"messages are at most {MAX_MESSAGE_BYTES} bytes")
             return

@@ -11,11 +11,16 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from app.core.errors import NotFound
+from app.schemas.errors import error
 
 router = APIRouter(tags=["auth"])
 
 
-@router.get("/.well-known/jwks.json", summary="Public keys of the local token issuer")
+@router.get(
+    "/.well-known/jwks.json",
+    summary="Public keys of the local token issuer",
+    responses={404: error("The engine does not issue tokens (AUTH_MODE=cognito)")},
+)
 async def jwks(request: Request) -> dict[str, Any]:
     issuer = request.app.state.local_issuer
     if issuer is None:

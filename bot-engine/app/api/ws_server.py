@@ -11,6 +11,8 @@ two things a trading dashboard's server needs that ASGI cannot express.
   queues only for clients that are behind.
 - **Close with 1001 (going away) on shutdown**, the code a client should read as "reconnect
   elsewhere", where uvicorn sends 1012. A client that cannot take even that is aborted.
+- **Refuse a text message that is not UTF-8 quietly**: closed with 1007 as uvicorn does, but
+  without uvicorn's error-level traceback, which any client could write into the logs at will.
 
 `jadetrade serve` / `run` use it; under another server the hub still works, without aborts.
 """
@@ -22,8 +24,11 @@ from websockets.exceptions import InvalidState
 from websockets.http11 import Request
 
 from app.api.websocket import ABORT_EXTENSION, SEND_NOWAIT_EXTENSION
+from app.logging.logger import get_logger
 
 GOING_AWAY = 1001
+INVALID_DATA = 1007
+log = get_logger("websocket")
 
 
 class EngineWebSocketProtocol(WebSocketsSansIOProtocol):
@@ -52,6 +57,18 @@ class EngineWebSocketProtocol(WebSocketsSansIOProtocol):
             return False
         self.transport.write(b"".join(self.conn.data_to_send()))
         return True
+
+    def send_receive_event_to_app(self) -> None:
+        if self.curr_msg_data_type == "text" and not self.close_sent:
+            try:
+                b"".join(self.frames).decode()
+            except UnicodeDecodeError:
+                self.frames = []
+                log.info("ws_invalid_text_refused", reason="not UTF-8")
+                self.conn.send_close(INVALID_DATA)
+                self.handle_parser_exception()
+                return
+        super().send_receive_event_to_app()
 
     def shutdown(self) -> None:
         if self.close_sent or not self.handshake_complete:

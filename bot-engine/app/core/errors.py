@@ -16,7 +16,7 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
@@ -171,6 +171,24 @@ async def _client_gone(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(error_body("client_closed_request", "client went away"), status_code=499)
 
 
+# What PostgreSQL answers when asked to store text it cannot hold: a NUL character in a text
+# column (22021), `\u0000` in JSONB (22P05).
+_UNSTORABLE_TEXT = frozenset({"22021", "22P05"})
+
+
+async def _data_error(request: Request, exc: Exception) -> JSONResponse:
+    """A NUL character in a parameter or a body field reached a query: the request's fault,
+    a 422. Any other database error goes on to `_unhandled`, as it did before this handler."""
+    orig = getattr(exc, "orig", exc)  # SQLAlchemy wraps asyncpg's error
+    if getattr(orig, "sqlstate", None) not in _UNSTORABLE_TEXT:
+        raise exc
+    log.info("unstorable_text_refused", path=request.url.path)
+    return JSONResponse(
+        error_body("invalid_text", "text must not contain NUL characters (\\u0000)"),
+        status_code=422,
+    )
+
+
 async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
     log.error("unhandled_error", error_type=type(exc).__name__, exc_info=exc)
     return JSONResponse(
@@ -183,6 +201,8 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(ClientDisconnect, _client_gone)
+    for data_error in (DBAPIError, asyncpg.DataError):  # SQLAlchemy's, and the raw pool's
+        app.add_exception_handler(data_error, _data_error)
     # Connection-level failures: the database is down or unreachable, not a bug in the request.
     for connection_error in (
         OperationalError,  # SQLAlchemy

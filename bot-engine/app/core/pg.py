@@ -11,6 +11,7 @@ the planner avoids sequential scans (see `create_pool`).
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 from typing import Any
 
@@ -32,7 +33,12 @@ def _default(value: Any) -> Any:
 
 
 def dump_json(value: Any) -> str:
-    return orjson.dumps(value, default=_default).decode()
+    try:
+        return orjson.dumps(value, default=_default).decode()
+    except TypeError:
+        # orjson refuses integers beyond 64 bits, which an alert's unknown fields may hold;
+        # the standard library writes them exactly (slower, but only for such values).
+        return json.dumps(value, default=_default, allow_nan=False, separators=(",", ":"))
 
 
 async def _setup_connection(conn: asyncpg.Connection) -> None:

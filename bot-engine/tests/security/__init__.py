@@ -1,0 +1,1 @@
+"""Hostile-input and isolation tests: fuzzed HTTP and WebSocket input, tenants, secrets."""
