@@ -126,12 +126,24 @@ class Context:
         discarded, and how long the engine stayed busy after the pass."""
         busy_s = await self.settle(user_ids)
         db = await self.db()
-        rows = await db.fetch(
-            "UPDATE trading_signals SET status = 'skipped', processed_at = now(),"
-            " status_reason = 'bench: backlog discarded between passes'"
-            " WHERE user_id = ANY($1) AND status = 'queued' RETURNING 1",
-            user_ids,
-        )
+        # Rows a worker is claiming right now are skipped, not waited for: waiting on them while
+        # holding others could deadlock with its finish-and-claim, which locks two rows. Those
+        # signals execute normally; the rounds repeat while queued rows are still found.
+        discarded = 0
+        for _ in range(20):
+            done = await db.fetchval(
+                "WITH doomed AS (SELECT id FROM trading_signals"
+                " WHERE user_id = ANY($1) AND status = 'queued'"
+                " ORDER BY id FOR UPDATE SKIP LOCKED),"
+                " ended AS (UPDATE trading_signals s SET status = 'skipped', processed_at = now(),"
+                " status_reason = 'bench: backlog discarded between passes'"
+                " FROM doomed WHERE s.id = doomed.id RETURNING 1)"
+                " SELECT count(*) FROM ended",
+                user_ids,
+            )
+            discarded += int(done)
+            if not done:
+                break
         redis = Redis.from_url(self.engine.redis_url)
         try:
             await redis.xgroup_setid(STREAM, GROUP, "$")
@@ -141,7 +153,7 @@ class Context:
         deadline = time.monotonic() + 10
         while await self.pending(user_ids) and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.2)
-        return len(rows), busy_s + await self.wait_quiet()
+        return discarded, busy_s + await self.wait_quiet()
 
 
 class CpuMeter:

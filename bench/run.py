@@ -80,6 +80,16 @@ def ensure_wrk() -> tuple[str | None, str]:
     )
 
 
+def speed_probe(steps: int = 5_000_000) -> float:
+    """Nanoseconds per step of a plain Python loop: how fast this machine is right now. The
+    same code measured minutes apart can differ when the host is shared; this says so."""
+    began = time.perf_counter()
+    total = 0
+    for i in range(steps):
+        total += i
+    return (time.perf_counter() - began) / steps * 1e9
+
+
 def machine() -> str:
     model = platform.processor() or "?"
     try:
@@ -92,7 +102,7 @@ def machine() -> str:
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     return (
         f"{os.cpu_count()} CPUs ({model}), Python {platform.python_version()}, "
-        f"load average at start {load}"
+        f"load average at start {load}, speed probe {speed_probe():.0f} ns per loop step"
     )
 
 

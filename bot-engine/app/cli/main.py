@@ -12,7 +12,7 @@ import json
 import signal
 import sys
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
@@ -101,6 +101,16 @@ def _run_admin(as_json: bool, work: Callable[[Settings], Awaitable[T]]) -> T:
         _fail(str(exc), 2, as_json, "configuration_error")
     except AppError as exc:
         _fail(exc.message, 1, as_json, exc.code)
+
+
+def _run_fast(work: Coroutine[Any, Any, T]) -> T:
+    """Run a long-lived process's main coroutine on uvloop, the loop `serve` gives uvicorn."""
+    if sys.platform == "win32":
+        return asyncio.run(work)
+    import uvloop
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(work)
 
 
 def _serve(settings: Settings, *, run_workers: bool) -> None:
@@ -233,7 +243,7 @@ def worker(
 
     try:
         with service_settings(settings) as resolved:
-            asyncio.run(main(resolved))
+            _run_fast(main(resolved))
     except ConfigurationError as exc:
         _fail(str(exc), 2, False, "configuration_error")
 
