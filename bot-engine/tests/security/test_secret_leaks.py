@@ -59,14 +59,13 @@ from app.core.database import create_sessionmaker
 from app.core.local_issuer import LocalIssuer
 from app.core.telegram import TelegramAuthFailed, TelegramClient
 from app.embedded.ports import free_port
-from app.models.signal import TERMINAL_STATUSES
 from app.workers.notifier import Notifier
 from tests.conftest import CapturedLogs, SecretsSeen, http_client, make_settings, running_app
 from tests.exchange_sim.binance_futures import ORDER, BinanceFuturesServer
 from tests.support.anthropic_server import AnthropicServer, ToolCall, Turn
 from tests.support.loki_server import LokiServer
 from tests.support.openai_server import OpenAIServer
-from tests.support.pipeline import Harness, cancel_until_done, eventually
+from tests.support.pipeline import Harness, cancel_until_done, eventually, settled_signal
 from tests.support.processes import JADETRADE, EngineProcess, engine_env
 from tests.support.telegram_server import TelegramBotApiServer
 from tests.support.venues import START_BALANCE
@@ -307,13 +306,7 @@ def _print_summary() -> Iterator[None]:
 
 # --------------------------------------------------------------------------- helpers
 async def settled(client: httpx.AsyncClient, signal_id: str, auth: dict[str, str]) -> str:
-    async def status() -> str:
-        response = await client.get(f"/api/signals/{signal_id}", headers=auth)
-        assert response.status_code == 200, response.text
-        value: str = response.json()["status"]
-        return value
-
-    return await eventually(status, lambda s: s in TERMINAL_STATUSES, what=f"signal {signal_id}")
+    return str((await settled_signal(client, signal_id, auth))["status"])
 
 
 async def alert(client: httpx.AsyncClient, auth: dict[str, str], **body: Any) -> str:

@@ -59,6 +59,27 @@ class Trader:
     auth: dict[str, str]
 
 
+async def read_signal(
+    client: httpx.AsyncClient, signal_id: str, auth: dict[str, str]
+) -> dict[str, Any]:
+    """`GET /api/signals/{id}` through any client: in process or against a running engine."""
+    response = await client.get(f"/api/signals/{signal_id}", headers=auth)
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def settled_signal(
+    client: httpx.AsyncClient, signal_id: str, auth: dict[str, str]
+) -> dict[str, Any]:
+    """The signal once terminal (polled with a deadline)."""
+    return await eventually(
+        lambda: read_signal(client, signal_id, auth),
+        lambda body: body["status"] in TERMINAL_STATUSES,
+        what=f"signal {signal_id} not terminal",
+    )
+
+
 @dataclass
 class Harness:
     app: FastAPI
@@ -81,18 +102,11 @@ class Harness:
         return await self.client.post(URL, json={"token": token, **fields})
 
     async def signal(self, signal_id: str, auth: dict[str, str]) -> dict[str, Any]:
-        response = await self.client.get(f"/api/signals/{signal_id}", headers=auth)
-        assert response.status_code == 200, response.text
-        body: dict[str, Any] = response.json()
-        return body
+        return await read_signal(self.client, signal_id, auth)
 
     async def settled(self, signal_id: str, auth: dict[str, str]) -> dict[str, Any]:
         """The signal once terminal (polled with a deadline)."""
-        return await eventually(
-            lambda: self.signal(signal_id, auth),
-            lambda body: body["status"] in TERMINAL_STATUSES,
-            what=f"signal {signal_id} not terminal",
-        )
+        return await settled_signal(self.client, signal_id, auth)
 
     async def positions(self, auth: dict[str, str], status: str) -> list[dict[str, Any]]:
         response = await self.client.get(f"/api/positions?status={status}", headers=auth)
